@@ -1,0 +1,5 @@
+"""Shared fixtures: each real server the tests need lives in its own module under tests/fixtures/."""
+
+from __future__ import annotations
+
+pytest_plugins: list[str] = []
