@@ -1,0 +1,61 @@
+"""The backend's settings, read from the environment (and a `.env` file) into one typed object."""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Shipped in .env.example so that local runs work out of the box; refused outside LOCAL_MODE
+# because anyone who knows it could forge page tokens.
+PLACEHOLDER_PAGE_TOKEN_SECRET = "change-me-local-only"
+
+
+class Settings(BaseSettings):
+    """Every setting of the backend; the environment variable is the upper-case field name."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    grpc_host: str = Field(default="[::]", description="Address the gRPC server binds to.")
+    grpc_port: int = Field(default=50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
+    mongodb_uri: str = Field(default="mongodb://localhost:27017", description="MongoDB connection string.")
+    mongodb_database: str = Field(
+        default="fruitstack", min_length=1, description="Database holding the fruits."
+    )
+    mongodb_timeout_ms: int = Field(
+        default=2000,
+        gt=0,
+        description="Upper bound for one MongoDB operation (lower if the call's deadline is).",
+    )
+    mongodb_check_interval_s: float = Field(
+        default=2.0, gt=0, description="How often MongoDB is pinged to keep the health status current."
+    )
+    model_url: str = Field(
+        default="http://localhost:3000", description="Base URL of the BentoML model service."
+    )
+    model_timeout_s: float = Field(
+        default=10.0, gt=0, description="Upper bound for one call to the model service."
+    )
+    page_token_secret: SecretStr = Field(
+        default=SecretStr(PLACEHOLDER_PAGE_TOKEN_SECRET),
+        description="HMAC key that signs ListFruits page tokens.",
+    )
+    local_mode: bool = Field(
+        default=False, description="Allow the placeholder secret (local development only)."
+    )
+    shutdown_grace_s: float = Field(
+        default=10.0, ge=0, description="On SIGTERM, how long in-flight calls may take to finish."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Logging level."
+    )
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Self:
+        secret = self.page_token_secret.get_secret_value()
+        if not self.local_mode and secret == PLACEHOLDER_PAGE_TOKEN_SECRET:
+            raise ValueError("PAGE_TOKEN_SECRET is the placeholder; set a real secret or LOCAL_MODE=true")
+        if len(secret) < 16:
+            raise ValueError("PAGE_TOKEN_SECRET must be at least 16 characters")
+        return self

@@ -1,0 +1,47 @@
+"""The backend's exception tree; backend.interceptors maps it to gRPC status codes in one place.
+
+    FruitstackError
+    ├── InvalidArgument     the request is wrong; retrying it unchanged will fail again
+    ├── NotFound            the thing the request names does not exist
+    ├── FailedPrecondition  the system is not in a state to answer (e.g. no model loaded)
+    ├── Unavailable         a dependency (MongoDB, the model service) cannot be reached; retry later
+    ├── DeadlineExceeded    the call ran out of time
+    └── Unimplemented       the method exists in the contract but not (yet) in this server
+
+The message of each exception is sent to the client, so it must say what is wrong in plain words
+and never carry secrets or internals.
+"""
+
+from __future__ import annotations
+
+
+class FruitstackError(Exception):
+    """Base of every error the backend reports to its clients."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(FruitstackError):
+    """The request is invalid."""
+
+
+class NotFound(FruitstackError):
+    """The requested resource does not exist."""
+
+
+class FailedPrecondition(FruitstackError):
+    """The system is not in a state that allows the request."""
+
+
+class Unavailable(FruitstackError):
+    """A dependency cannot be reached right now."""
+
+
+class DeadlineExceeded(FruitstackError):
+    """The call ran out of time."""
+
+
+class Unimplemented(FruitstackError):
+    """The method is not implemented by this server."""

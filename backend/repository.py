@@ -1,0 +1,169 @@
+"""Fruits in MongoDB: the only module that speaks pymongo.
+
+Fruits are listed newest first by `seq`, an integer taken from an atomic counter document when a
+fruit is added. Keyset paging on an indexed integer is stable under concurrent inserts and stays
+fast at millions of documents, on MongoDB and on the nx-27017 wire-protocol server used locally
+(where range filters on `_id` or on dates are full scans).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pymongo
+from bson import ObjectId
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, ServerSelectionTimeoutError
+
+from backend.exceptions import DeadlineExceeded, Unavailable
+
+logger = logging.getLogger(__name__)
+
+Document = dict[str, Any]
+
+FRUITS = "fruits"
+COUNTERS = "counters"
+# Leave the gRPC layer this much of the caller's deadline to send the answer.
+_DEADLINE_MARGIN_S = 0.05
+_MIN_BUDGET_S = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class Fruit:
+    id: str
+    name: str
+    created_at: datetime
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class FruitPage:
+    fruits: list[Fruit]
+    # seq of the last fruit when more fruits follow, else None.
+    next_after_seq: int | None
+    # An estimate on large stores (a count on MongoDB's metadata, not a scan).
+    total_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class FruitCount:
+    name: str
+    count: int
+
+
+def _to_fruit(doc: Document) -> Fruit:
+    return Fruit(id=str(doc["_id"]), name=doc["name"], created_at=doc["created_at"], seq=doc["seq"])
+
+
+class FruitRepository:
+    """Typed, keyword-only access to the fruits; pymongo errors leave it as Unavailable/DeadlineExceeded."""
+
+    def __init__(self, client: AsyncMongoClient[Document], *, database: str, timeout_s: float) -> None:
+        self._client = client
+        self._fruits: AsyncCollection[Document] = client[database][FRUITS]
+        self._counters: AsyncCollection[Document] = client[database][COUNTERS]
+        self._timeout_s = timeout_s
+        self._indexes_ready = False
+
+    @classmethod
+    def connect(cls, uri: str, *, database: str, timeout_ms: int) -> FruitRepository:
+        """A repository with its own client (connects lazily, so MongoDB may still be down)."""
+        client: AsyncMongoClient[Document] = AsyncMongoClient(
+            uri,
+            tz_aware=True,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            appname="fruitstack-backend",
+        )
+        return cls(client, database=database, timeout_s=timeout_ms / 1000)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    @contextlib.contextmanager
+    def _operation(self, what: str, time_left: float | None) -> Iterator[None]:
+        """Bound one operation by the smaller of our timeout and the caller's remaining time."""
+        budget = self._timeout_s
+        if time_left is not None:
+            budget = max(_MIN_BUDGET_S, min(budget, time_left - _DEADLINE_MARGIN_S))
+        try:
+            with pymongo.timeout(budget):
+                yield
+        # Order matters: the timeouts below are subclasses of ConnectionFailure.
+        except ServerSelectionTimeoutError as exc:
+            logger.warning("MongoDB unreachable while trying to %s: %s", what, exc)
+            raise Unavailable(f"the fruit store (MongoDB) is unavailable; could not {what}") from exc
+        except (NetworkTimeout, ExecutionTimeout) as exc:
+            raise DeadlineExceeded(f"the fruit store did not answer in time; could not {what}") from exc
+        except ConnectionFailure as exc:
+            logger.warning("lost the connection to MongoDB while trying to %s: %s", what, exc)
+            raise Unavailable(f"the fruit store (MongoDB) is unavailable; could not {what}") from exc
+
+    async def check(self, *, time_left: float | None = None) -> None:
+        """Ping MongoDB and make sure the indexes exist; Unavailable if it cannot be reached."""
+        with self._operation("reach MongoDB", time_left):
+            await self._client.admin.command("ping")
+            if not self._indexes_ready:
+                await self.ensure_indexes()
+
+    async def ensure_indexes(self) -> None:
+        # Unique so that a counter bug could never make two fruits share a page position.
+        await self._fruits.create_index([("seq", pymongo.DESCENDING)], unique=True, name="seq_desc")
+        await self._fruits.create_index([("name", pymongo.ASCENDING)], name="name")
+        self._indexes_ready = True
+        logger.info("MongoDB indexes are in place")
+
+    async def add(self, *, name: str, time_left: float | None = None) -> Fruit:
+        """Store a fruit; its name must already be normalised. Returns it once acknowledged."""
+        with self._operation("add the fruit", time_left):
+            counter = await self._counters.find_one_and_update(
+                {"_id": FRUITS}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+            )
+            assert counter is not None  # upsert=True always returns the document
+            # BSON dates hold milliseconds; truncate so the answer equals what a later read returns.
+            now = datetime.now(UTC)
+            doc: Document = {
+                "_id": ObjectId(),
+                "seq": int(counter["seq"]),
+                "name": name,
+                "created_at": now.replace(microsecond=now.microsecond // 1000 * 1000),
+            }
+            await self._fruits.insert_one(doc)
+        return _to_fruit(doc)
+
+    async def list_page(
+        self, *, page_size: int, after_seq: int | None = None, time_left: float | None = None
+    ) -> FruitPage:
+        """Up to page_size fruits, newest first, starting after the fruit with seq after_seq."""
+        query: Document = {} if after_seq is None else {"seq": {"$lt": after_seq}}
+        with self._operation("list fruits", time_left):
+            # One extra document tells whether another page follows without a count.
+            cursor = self._fruits.find(query).sort("seq", pymongo.DESCENDING).limit(page_size + 1)
+            docs = await cursor.to_list()
+            total = await self._fruits.estimated_document_count()
+        fruits = [_to_fruit(doc) for doc in docs[:page_size]]
+        more = len(docs) > page_size
+        return FruitPage(fruits=fruits, next_after_seq=fruits[-1].seq if more else None, total_size=total)
+
+    async def delete(self, *, fruit_id: ObjectId, time_left: float | None = None) -> bool:
+        """Delete one fruit; False if there was none with that id."""
+        with self._operation("delete the fruit", time_left):
+            result = await self._fruits.delete_one({"_id": fruit_id})
+        return result.deleted_count == 1
+
+    async def summarize(self, *, time_left: float | None = None) -> list[FruitCount]:
+        """Number of fruits per name, most common first, ties by name."""
+        pipeline: list[Document] = [
+            {"$group": {"_id": "$name", "count": {"$sum": 1}}},
+            {"$sort": {"count": -1, "_id": 1}},
+        ]
+        with self._operation("summarize fruits", time_left):
+            cursor = await self._fruits.aggregate(pipeline)
+            docs = await cursor.to_list()
+        return [FruitCount(name=doc["_id"], count=int(doc["count"])) for doc in docs]

@@ -1,0 +1,121 @@
+"""The gRPC server: `create_server` wires the services together, `serve` runs it until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predictions_pb2_grpc
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer  # the asyncio servicer (health.aio)
+from grpc_reflection.v1alpha import reflection
+
+from backend.config import Settings
+from backend.fruit_servicer import FruitServicer
+from backend.health import FRUIT_SERVICE, NOT_SERVING, OVERALL, PREDICTION_SERVICE, SERVING, DependencyWatcher
+from backend.interceptors import ErrorMappingInterceptor
+from backend.pagination import PageTokenCodec
+from backend.prediction_servicer import PredictionServicer
+from backend.repository import FruitRepository
+
+logger = logging.getLogger(__name__)
+
+
+class BackendServer:
+    """A grpc.aio server together with its health status and the tasks that keep it current.
+
+    It has the start / stop(grace) / wait_for_termination methods of grpc.aio.Server.
+    """
+
+    def __init__(
+        self, server: aio.Server, *, health_servicer: Any, watchers: list[DependencyWatcher]
+    ) -> None:
+        self.grpc_server = server
+        self.health = health_servicer
+        self._watchers = watchers
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.grpc_server.start()
+        await self.health.set(OVERALL, SERVING)
+        for watcher in self._watchers:
+            await self.health.set(watcher.service, NOT_SERVING)
+        # One check before returning, so that a started server reports its real state.
+        await asyncio.gather(*(watcher.check_once() for watcher in self._watchers))
+        self._tasks = [asyncio.create_task(w.run(), name=f"health:{w.service}") for w in self._watchers]
+
+    async def stop(self, grace: float | None) -> None:
+        """Report NOT_SERVING everywhere first, then let in-flight calls finish within grace seconds."""
+        await self.health.enter_graceful_shutdown()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.grpc_server.stop(grace)
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 (grpc's API)
+        return await self.grpc_server.wait_for_termination(timeout)
+
+
+def create_server(
+    settings: Settings, *, repository: FruitRepository, predictor: object | None
+) -> tuple[BackendServer, int]:
+    """Build (not start) the server with every service registered; returns it and its bound port."""
+    server = aio.server(interceptors=[ErrorMappingInterceptor()])
+    page_tokens = PageTokenCodec(settings.page_token_secret.get_secret_value().encode())
+    fruits_pb2_grpc.add_FruitServiceServicer_to_server(FruitServicer(repository, page_tokens), server)
+    prediction_servicer = PredictionServicer(predictor)
+    predictions_pb2_grpc.add_PredictionServiceServicer_to_server(prediction_servicer, server)
+
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [
+            fruits_pb2.DESCRIPTOR.services_by_name["FruitService"].full_name,
+            predictions_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    interval = settings.mongodb_check_interval_s
+    watchers = [
+        DependencyWatcher(
+            service=FRUIT_SERVICE, probe=repository.check, health=health_servicer, interval_s=interval
+        ),
+        DependencyWatcher(
+            service=PREDICTION_SERVICE,
+            probe=prediction_servicer.check_ready,
+            health=health_servicer,
+            interval_s=interval,
+        ),
+    ]
+    return BackendServer(server, health_servicer=health_servicer, watchers=watchers), port
+
+
+async def serve(settings: Settings) -> None:
+    """Run the backend until SIGTERM or SIGINT, then shut down gracefully."""
+    repository = FruitRepository.connect(
+        settings.mongodb_uri, database=settings.mongodb_database, timeout_ms=settings.mongodb_timeout_ms
+    )
+    # The prediction engineer builds the predictor (backend/predictor.py) from settings here.
+    predictor: object | None = None
+    server, port = create_server(settings, repository=repository, predictor=predictor)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    await server.start()
+    logger.info("backend listening on port %d (MongoDB database %r)", port, settings.mongodb_database)
+    try:
+        await stop.wait()
+        logger.info("shutting down: NOT_SERVING, draining calls for up to %.1fs", settings.shutdown_grace_s)
+        await server.stop(settings.shutdown_grace_s)
+    finally:
+        await repository.close()
+    logger.info("backend stopped")
