@@ -1,0 +1,156 @@
+"""HTTP calls to the model service (BentoML) over one pooled keep-alive aiohttp session.
+
+aiohttp rather than httpx: on this path it measured ~0.85 ms per call against ~2 ms (issue 6). Every
+failure leaves this module as one of the backend's own exceptions, so callers never see aiohttp.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import numpy as np
+import orjson
+
+from backend.exceptions import DeadlineExceeded, InvalidArgument, Unavailable
+from backend.prediction.schema import FloatArray
+
+
+@dataclass(frozen=True, slots=True)
+class RowsAnswer:
+    """The model service's answer to `/predict_rows`."""
+
+    model_version: str
+    classes: list[str]
+    labels: list[str]
+    probabilities: list[list[float]]
+
+
+@dataclass(frozen=True, slots=True)
+class BulkAnswer:
+    """The model service's answer to `/predict_bulk`: one probability row per input row."""
+
+    model_version: str
+    probabilities: FloatArray
+
+
+class ModelClient:
+    """The model service's HTTP API (see the brief): JSON for small calls, `.npy` bytes for bulk."""
+
+    def __init__(self, base_url: str, *, default_timeout: float, max_connections: int = 32) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._default_timeout = default_timeout
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    def _http(self) -> aiohttp.ClientSession:
+        # Created lazily so it binds to the running event loop, not the one alive at construction.
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=60)
+            self._session = aiohttp.ClientSession(
+                connector=connector, json_serialize=lambda obj: orjson.dumps(obj).decode()
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def model(self, *, time_left: float | None = None) -> dict[str, Any]:
+        return await self._post_json("/model", b"{}", time_left)
+
+    async def reload(self, *, time_left: float | None = None) -> dict[str, Any]:
+        return await self._post_json("/reload", b"{}", time_left)
+
+    async def predict_rows(self, rows: list[list[float]], *, time_left: float | None = None) -> RowsAnswer:
+        data = await self._post_json("/predict_rows", orjson.dumps({"rows": rows}), time_left)
+        return RowsAnswer(
+            model_version=str(data["model_version"]),
+            classes=data["classes"],
+            labels=data["labels"],
+            probabilities=data["probabilities"],
+        )
+
+    async def predict_bulk(self, x: FloatArray, *, time_left: float | None = None) -> BulkAnswer:
+        buffer = io.BytesIO()
+        np.save(buffer, x, allow_pickle=False)
+        body, headers = await self._post(
+            "/predict_bulk", buffer.getbuffer(), "application/octet-stream", time_left
+        )
+        try:
+            probabilities = np.load(io.BytesIO(body), allow_pickle=False)
+        except ValueError as exc:
+            raise Unavailable(
+                f"the model service answered /predict_bulk with unreadable .npy data: {exc}"
+            ) from exc
+        return BulkAnswer(model_version=headers.get("X-Model-Version", ""), probabilities=probabilities)
+
+    async def ready(self, *, time_left: float = 2.0) -> bool:
+        """Whether BentoML's `/readyz` answers 200 (never raises)."""
+        try:
+            async with self._http().get(
+                self._base_url + "/readyz", timeout=aiohttp.ClientTimeout(total=time_left)
+            ) as response:
+                await response.read()
+                return response.status == 200
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return False
+
+    async def _post_json(self, path: str, body: bytes, time_left: float | None) -> dict[str, Any]:
+        raw, _ = await self._post(path, body, "application/json", time_left)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise Unavailable(f"the model service answered {path} with invalid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise Unavailable(f"the model service answered {path} with {type(data).__name__}, not an object")
+        return data
+
+    async def _post(
+        self, path: str, body: bytes | memoryview, content_type: str, time_left: float | None
+    ) -> tuple[bytes, Mapping[str, str]]:
+        seconds = self._default_timeout if time_left is None else time_left
+        if seconds <= 0:
+            raise DeadlineExceeded(f"no time left to call the model service ({path})")
+        url = self._base_url + path
+        try:
+            async with self._http().post(
+                url,
+                data=body,
+                headers={"Content-Type": content_type},
+                timeout=aiohttp.ClientTimeout(total=seconds),
+            ) as response:
+                raw = await response.read()
+                if response.status == 200:
+                    return raw, response.headers
+                message = _error_message(raw)
+        except TimeoutError as exc:
+            raise DeadlineExceeded(f"the model service did not answer {path} within {seconds:.3g}s") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise Unavailable(f"the model service at {self._base_url} is unreachable: {exc}") from exc
+        if response.status == 400:
+            raise InvalidArgument(message)
+        if response.status in (502, 503, 504):
+            raise Unavailable(f"the model service is not ready ({response.status}): {message}")
+        raise Unavailable(f"the model service failed on {path} ({response.status}): {message}")
+
+
+def _error_message(raw: bytes) -> str:
+    """BentoML's error body: {"error": ...}, or that object wrapped in a one-element list (1.4 does this)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode(errors="replace")[:500] or "no details"
+    if isinstance(data, list) and data:
+        data = data[0]
+    if isinstance(data, dict) and "error" in data:
+        return str(data["error"])
+    return str(data)[:500]

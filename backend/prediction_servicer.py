@@ -1,0 +1,102 @@
+"""PredictionService: a thin adapter from fruitstack.v1 messages to the Predictor and back.
+
+Errors are the backend's own exceptions (backend.exceptions); backend/interceptors.py turns them
+into status codes. Each call's remaining deadline is the model call's timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fruitstack.v1 import predictions_pb2, predictions_pb2_grpc
+from grpc import aio
+
+from backend import columns
+from backend.exceptions import InvalidArgument
+from backend.prediction import ModelInfo, Predictor
+from backend.prediction.schema import FloatArray
+
+_Context = aio.ServicerContext[Any, Any]
+
+
+class PredictionServicer(predictions_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, predictor: Predictor) -> None:
+        self._predictor = predictor
+
+    async def check_ready(self) -> None:
+        """Health probe of "fruitstack.v1.PredictionService": raises Unavailable while the model is down."""
+        await self._predictor.check_ready()
+
+    async def Predict(
+        self, request: predictions_pb2.PredictRequest, context: _Context
+    ) -> predictions_pb2.PredictResponse:
+        prediction = await self._predictor.predict(dict(request.features), time_left=context.time_remaining())
+        return predictions_pb2.PredictResponse(
+            label=prediction.label,
+            probabilities=prediction.probabilities,
+            model_version=prediction.model_version,
+        )
+
+    async def PredictBatch(
+        self,
+        request_iterator: AsyncIterator[predictions_pb2.PredictBatchRequest],
+        context: _Context,
+    ) -> AsyncIterator[predictions_pb2.PredictBatchResponse]:
+        row_offset = 0
+        chunks = _column_chunks(request_iterator)
+        async for result in self._predictor.predict_stream(chunks, time_left=context.time_remaining()):
+            yield columns.batch_response(
+                model_version=result.model_version,
+                classes=result.classes,
+                label_indices=result.label_indices,
+                probabilities=result.probabilities,
+                row_offset=row_offset,
+            )
+            row_offset += len(result.label_indices)
+
+    async def GetModel(
+        self, request: predictions_pb2.GetModelRequest, context: _Context
+    ) -> predictions_pb2.GetModelResponse:
+        info = await self._predictor.model(time_left=context.time_remaining())
+        return predictions_pb2.GetModelResponse(model=_model_message(info))
+
+    async def UpdateModel(
+        self, request: predictions_pb2.UpdateModelRequest, context: _Context
+    ) -> predictions_pb2.UpdateModelResponse:
+        update = await self._predictor.update_model(time_left=context.time_remaining())
+        return predictions_pb2.UpdateModelResponse(
+            previous_version=update.previous_version, current_version=update.current_version
+        )
+
+
+async def _column_chunks(
+    requests: AsyncIterator[predictions_pb2.PredictBatchRequest],
+) -> AsyncIterator[dict[str, FloatArray]]:
+    async for request in requests:
+        chunk: dict[str, FloatArray] = {}
+        for column in request.columns:
+            if column.name in chunk:
+                raise InvalidArgument(f"column {column.name!r} appears more than once in one request")
+            chunk[column.name] = columns.array(column)
+        yield chunk
+
+
+def _model_message(info: ModelInfo) -> predictions_pb2.Model:
+    model = predictions_pb2.Model(
+        name=info.name,
+        version=info.version,
+        dataset=info.dataset,
+        features=[
+            predictions_pb2.Feature(name=f.name, min=f.min, max=f.max, mean=f.mean) for f in info.features
+        ],
+        classes=info.classes,
+        metrics=info.metrics,
+        training_sample=predictions_pb2.DataSample(
+            columns=[columns.column(name, values) for name, values in info.sample_columns.items()],
+            labels=info.sample_labels,
+        ),
+    )
+    if info.trained_at is not None:
+        model.trained_at.FromDatetime(info.trained_at)
+    return model
