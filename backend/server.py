@@ -18,6 +18,7 @@ from backend.fruit_servicer import FruitServicer
 from backend.health import FRUIT_SERVICE, NOT_SERVING, OVERALL, PREDICTION_SERVICE, SERVING, DependencyWatcher
 from backend.interceptors import ErrorMappingInterceptor
 from backend.pagination import PageTokenCodec
+from backend.prediction import ModelClient, Predictor
 from backend.prediction_servicer import PredictionServicer
 from backend.repository import FruitRepository
 
@@ -60,7 +61,7 @@ class BackendServer:
 
 
 def create_server(
-    settings: Settings, *, repository: FruitRepository, predictor: object | None
+    settings: Settings, *, repository: FruitRepository, predictor: Predictor
 ) -> tuple[BackendServer, int]:
     """Build (not start) the server with every service registered; returns it and its bound port."""
     server = aio.server(interceptors=[ErrorMappingInterceptor()])
@@ -101,8 +102,7 @@ async def serve(settings: Settings) -> None:
     repository = FruitRepository.connect(
         settings.mongodb_uri, database=settings.mongodb_database, timeout_ms=settings.mongodb_timeout_ms
     )
-    # The prediction engineer builds the predictor (backend/predictor.py) from settings here.
-    predictor: object | None = None
+    predictor = Predictor(ModelClient(settings.model_url, default_timeout=settings.model_timeout_s))
     server, port = create_server(settings, repository=repository, predictor=predictor)
 
     stop = asyncio.Event()
@@ -117,5 +117,6 @@ async def serve(settings: Settings) -> None:
         logger.info("shutting down: NOT_SERVING, draining calls for up to %.1fs", settings.shutdown_grace_s)
         await server.stop(settings.shutdown_grace_s)
     finally:
+        await predictor.close()
         await repository.close()
     logger.info("backend stopped")
