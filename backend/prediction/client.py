@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import orjson
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from backend.exceptions import DeadlineExceeded, InvalidArgument, Unavailable
 from backend.prediction.schema import FloatArray
@@ -122,16 +123,24 @@ class ModelClient:
             raise DeadlineExceeded(f"no time left to call the model service ({path})")
         url = self._base_url + path
         try:
-            async with self._http().post(
-                url,
-                data=body,
-                headers={"Content-Type": content_type},
-                timeout=aiohttp.ClientTimeout(total=seconds),
-            ) as response:
-                raw = await response.read()
-                if response.status == 200:
-                    return raw, response.headers
-                message = _error_message(raw)
+            # Every call of the API is idempotent, so one retry is safe; it covers a pooled keep-alive
+            # connection that the server closed (idle timeout, restart) just as it was reused.
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(aiohttp.ServerDisconnectedError),
+                stop=stop_after_attempt(2),
+                reraise=True,
+            ):
+                with attempt:
+                    async with self._http().post(
+                        url,
+                        data=body,
+                        headers={"Content-Type": content_type},
+                        timeout=aiohttp.ClientTimeout(total=seconds),
+                    ) as response:
+                        raw = await response.read()
+            if response.status == 200:
+                return raw, response.headers
+            message = _error_message(raw)
         except TimeoutError as exc:
             raise DeadlineExceeded(f"the model service did not answer {path} within {seconds:.3g}s") from exc
         except (aiohttp.ClientError, OSError) as exc:
