@@ -102,6 +102,14 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs, env=BENTO_ENV)
 
 
+@nox.session(python=PYTHON)
+def train(session: nox.Session) -> None:
+    """Train the classifier into the project's BentoML store (.bentoml/); args go to bento/train.py."""
+    session.install("-r", "bento/requirements.txt")
+    session.chdir(ROOT / "bento")
+    session.run("python", "train.py", *session.posargs, env=BENTO_ENV)
+
+
 def _dev_pin(name: str) -> str:
     """The `name==version` line of requirements-dev.txt, so single-tool sessions share its pin."""
     for line in (ROOT / "requirements-dev.txt").read_text().splitlines():
