@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -87,7 +88,12 @@ def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Awai
     return wrapper
 
 
-def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., AsyncIterator[Any]]:
+def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    # A streaming handler is either an async generator or a coroutine that calls context.write()
+    # (grpc_health's Watch is the latter); each needs its own kind of wrapper.
+    if not inspect.isasyncgenfunction(behavior):
+        return _wrap_unary(behavior, method)
+
     async def wrapper(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         try:
             async for response in behavior(request, context):
