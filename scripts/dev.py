@@ -1,0 +1,228 @@
+"""`nox -s dev`: run the whole stack locally on the default ports, logs prefixed; Ctrl-C stops it all.
+
+Each part of the stack is one ProcessSpec in `process_specs()`. To add a process, append a spec
+there (in start order); a spec's `ready` check is awaited before the next process starts, and a
+`prepare` step (e.g. training a model first) runs before the process itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = ROOT / ".data"
+BIN = Path(sys.executable).parent
+
+MONGODB_PORT = 27017
+GRPC_PORT = int(os.environ.get("GRPC_PORT", "50051"))
+
+COLORS = ["\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m"]
+RESET = "\033[0m"
+
+
+@dataclass
+class ProcessSpec:
+    """One long-running process of the stack."""
+
+    name: str
+    args: Sequence[str]
+    # Ports it listens on: checked to be free before anything starts.
+    ports: Sequence[int] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = ROOT
+    # Returns True once the process serves; None: do not wait.
+    ready: Callable[[], bool] | None = None
+    ready_timeout_s: float = 120
+    # Runs (to completion, output prefixed) before the process starts, e.g. training a model.
+    prepare: Sequence[str] | None = None
+    # Output lines for which this returns True are not shown (they may still be in a log file).
+    hide: Callable[[str], bool] | None = None
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def process_specs() -> list[ProcessSpec]:
+    """The stack, in start order. Model service and frontend engineers: add your specs below."""
+    specs: list[ProcessSpec] = []
+    env: dict[str, str] = {"LOCAL_MODE": os.environ.get("LOCAL_MODE", "true")}
+
+    mongodb_uri = os.environ.get("MONGODB_URI")
+    if not mongodb_uri:
+        mongo_dir = DATA_DIR / "mongo"
+        mongo_dir.mkdir(parents=True, exist_ok=True)
+        mongodb_uri = f"mongodb://127.0.0.1:{MONGODB_PORT}"
+        specs.append(
+            ProcessSpec(
+                name="mongo",
+                args=[
+                    str(BIN / "nx-27017"),
+                    "--data-dir", str(mongo_dir),
+                    "--host", "127.0.0.1",
+                    "-p", str(MONGODB_PORT),
+                    "--log-file", str(mongo_dir / "nx-27017.log"),
+                    "--pid-file", str(mongo_dir / "nx-27017.pid"),
+                ],
+                ports=[MONGODB_PORT],
+                ready=lambda: port_open(MONGODB_PORT),
+                # nx-27017 logs every command (each health ping) at INFO; its log file keeps them.
+                hide=lambda line: " - INFO - " in line,
+            )
+        )  # fmt: skip
+    env["MONGODB_URI"] = mongodb_uri
+
+    # ---- model service (BentoML, :3000): add its ProcessSpec here ----
+
+    specs.append(
+        ProcessSpec(
+            name="backend",
+            args=[sys.executable, "-m", "backend"],
+            ports=[GRPC_PORT],
+            env={**env, "GRPC_PORT": str(GRPC_PORT)},
+            ready=lambda: port_open(GRPC_PORT),
+        )
+    )
+
+    # ---- frontend (Shiny, :8080): add its ProcessSpec here ----
+
+    return specs
+
+
+class Stack:
+    """Starts the specs in order, streams their output with a prefix and stops them in reverse."""
+
+    def __init__(self, specs: list[ProcessSpec]) -> None:
+        self.specs = specs
+        self.width = max(len(s.name) for s in specs)
+        self.running: list[tuple[ProcessSpec, subprocess.Popen[bytes]]] = []
+        self.stopping = threading.Event()
+        self._print_lock = threading.Lock()
+
+    def log(self, name: str, line: str) -> None:
+        index = next((i for i, s in enumerate(self.specs) if s.name == name), -1)
+        color = COLORS[index % len(COLORS)] if index >= 0 and sys.stdout.isatty() else ""
+        with self._print_lock:
+            print(f"{color}{name:>{self.width}} |{RESET if color else ''} {line}", flush=True)
+
+    def _pump(self, spec: ProcessSpec, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace").rstrip()
+            if spec.hide is None or not spec.hide(line):
+                self.log(spec.name, line)
+
+    def _spawn(self, spec: ProcessSpec, args: Sequence[str]) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            list(args),
+            cwd=spec.cwd,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **spec.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Own process group: Ctrl-C reaches only this launcher, which stops children in order.
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        threading.Thread(target=self._pump, args=(spec, proc.stdout), daemon=True).start()
+        return proc
+
+    def check_ports(self) -> None:
+        busy = [(s.name, p) for s in self.specs for p in s.ports if port_open(p)]
+        if busy:
+            details = ", ".join(f"{port} ({name})" for name, port in busy)
+            raise SystemExit(f"dev: port(s) already in use: {details}. Is another `nox -s dev` running?")
+
+    def start(self) -> None:
+        for spec in self.specs:
+            if self.stopping.is_set():
+                return
+            if spec.prepare:
+                self.log(spec.name, f"preparing: {' '.join(spec.prepare)}")
+                if self._spawn(spec, spec.prepare).wait() != 0:
+                    raise SystemExit(f"dev: preparing {spec.name} failed")
+            self.log(spec.name, f"starting: {' '.join(spec.args)}")
+            proc = self._spawn(spec, spec.args)
+            self.running.append((spec, proc))
+            if spec.ready is not None:
+                self._wait_ready(spec, proc)
+        self.log(self.specs[-1].name, "everything is up; Ctrl-C stops the stack")
+
+    def _wait_ready(self, spec: ProcessSpec, proc: subprocess.Popen[bytes]) -> None:
+        assert spec.ready is not None
+        deadline = time.monotonic() + spec.ready_timeout_s
+        while not self.stopping.is_set():
+            if proc.poll() is not None:
+                raise SystemExit(f"dev: {spec.name} exited with status {proc.returncode} while starting")
+            if spec.ready():
+                self.log(spec.name, "ready")
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"dev: {spec.name} was not ready after {spec.ready_timeout_s:.0f}s")
+            time.sleep(0.2)
+
+    def wait(self) -> int:
+        """Block until a stop is requested (0) or a process exits by itself (1)."""
+        while not self.stopping.wait(0.5):
+            for spec, proc in self.running:
+                if proc.poll() is not None:
+                    self.log(spec.name, f"exited with status {proc.returncode}; stopping the stack")
+                    return 1
+        return 0
+
+    def stop(self, timeout_s: float = 20) -> None:
+        """SIGTERM each process group, newest first, waiting for each; SIGKILL after timeout_s."""
+        for spec, proc in reversed(self.running):
+            if proc.poll() is None:
+                self.log(spec.name, "stopping")
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    self.log(spec.name, f"still running after {timeout_s:.0f}s; killing it")
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                except ProcessLookupError:
+                    pass
+            self.log(spec.name, f"stopped (status {proc.returncode})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.parse_args(argv)
+    stack = Stack(process_specs())
+    stack.check_ports()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stack.stopping.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    status = 0
+    try:
+        stack.start()
+        status = stack.wait()
+    except SystemExit as exc:
+        print(exc, file=sys.stderr)
+        status = 1
+    finally:
+        stack.stop()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
