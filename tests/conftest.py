@@ -5,6 +5,5 @@ from __future__ import annotations
 pytest_plugins: list[str] = [
     "tests.fixtures.mongo",
     "tests.fixtures.backend",
-    "tests.fixtures.model_service",
     "tests.fixtures.stack",
 ]
