@@ -18,7 +18,8 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from backend.health import FRUIT_SERVICE, OVERALL, PREDICTION_SERVICE
-from tests.fixtures.backend import BackendProcess, RunningBackend
+from tests.fixtures.backend import BackendProcess, RunningBackend, backend_settings, running_backend
+from tests.fixtures.mongo import NxServer
 
 
 def grpcurl_executable() -> str:
@@ -131,3 +132,30 @@ async def test_sigterm_reports_not_serving_then_exits_cleanly(backend_process: B
     returncode = await asyncio.to_thread(proc.wait, 30)
     assert returncode == 0, backend_process.process.log_tail()
     assert "backend stopped" in backend_process.process.log_tail()
+
+
+async def test_stop_lets_in_flight_calls_finish_and_refuses_new_ones(
+    private_mongo: NxServer, mongodb_database: str
+) -> None:
+    settings = backend_settings(mongodb_uri=private_mongo.uri, mongodb_database=mongodb_database)
+    settings = settings.model_copy(update={"mongodb_timeout_ms": 10_000})
+    async with running_backend(settings) as backend:
+        private_mongo.pause()  # so that the next call is still in flight when the stop begins
+        try:
+
+            async def add() -> fruits_pb2.AddFruitResponse:
+                return await backend.fruits.AddFruit(fruits_pb2.AddFruitRequest(name="in flight"), timeout=20)
+
+            in_flight = asyncio.create_task(add())
+            await asyncio.sleep(0.5)
+            assert not in_flight.done()
+            stopping = asyncio.create_task(backend.server.stop(grace=15))
+            await asyncio.sleep(0.5)
+            with pytest.raises(aio.AioRpcError) as info:
+                await backend.fruits.ListFruits(fruits_pb2.ListFruitsRequest(), timeout=5)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        finally:
+            private_mongo.resume()
+        response = await in_flight
+        assert response.fruit.name == "in flight"
+        await stopping
