@@ -24,7 +24,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.fixtures.stack import ComposeStack
 from tests.support import wait_until
 
-pytestmark = pytest.mark.docker
+# The first test also builds every image (minutes when the layer cache is cold).
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 
 T = TypeVar("T")
 
@@ -161,7 +162,7 @@ def test_grpcurl_get_model_then_predict(grpcurl_executable: str, stack: ComposeS
     assert predicted["label"] in model["classes"]
     assert set(predicted["probabilities"]) == set(model["classes"])
     assert sum(predicted["probabilities"].values()) == pytest.approx(1.0)
-    assert predicted["modelVersion"] == model["version"]
+    assert predicted["model_version"] == model["version"]
 
 
 def test_fruits_survive_a_backend_restart(stack: ComposeStack, channel: grpc.Channel) -> None:
