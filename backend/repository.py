@@ -125,6 +125,10 @@ class FruitRepository:
         # Unique so that a counter bug could never make two fruits share a page position.
         await self._fruits.create_index([("seq", pymongo.DESCENDING)], unique=True, name="seq_desc")
         await self._fruits.create_index([("name", pymongo.ASCENDING)], name="name")
+        # A store restored without its counter document must not hand out seq values again.
+        newest = await self._fruits.find_one({}, sort=[("seq", pymongo.DESCENDING)], projection={"seq": 1})
+        if newest is not None:
+            await self._counters.update_one({"_id": FRUITS}, {"$max": {"seq": newest["seq"]}}, upsert=True)
         self._indexes_ready = True
         logger.info("MongoDB indexes are in place")
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 import pytest
 from fruitstack.v1 import fruits_pb2
 from grpc import aio
+from pymongo import AsyncMongoClient
 
-from tests.fixtures.backend import RunningBackend
+from tests.fixtures.backend import RunningBackend, backend_settings, running_backend
 
 
 async def add(backend: RunningBackend, name: str) -> fruits_pb2.Fruit:
@@ -185,3 +188,18 @@ async def test_empty_store(backend: RunningBackend) -> None:
     assert (list(page.fruits), page.next_page_token, page.total_size) == ([], "", 0)
     summary = await backend.fruits.SummarizeFruits(fruits_pb2.SummarizeFruitsRequest(), timeout=10)
     assert (list(summary.counts), summary.total) == ([], 0)
+
+
+async def test_a_store_restored_without_its_counter_keeps_working(
+    mongodb_uri: str, mongodb_database: str
+) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_uri, tz_aware=True)
+    async with client:
+        await client[mongodb_database]["fruits"].insert_one(
+            {"seq": 100, "name": "restored", "created_at": datetime(2026, 1, 1, tzinfo=UTC)}
+        )
+    settings = backend_settings(mongodb_uri=mongodb_uri, mongodb_database=mongodb_database)
+    async with running_backend(settings) as backend:
+        new = await add(backend, "new")
+        assert [f.name for f in await list_all(backend, page_size=1)] == ["new", "restored"]
+        assert new.name == "new"
