@@ -5,5 +5,7 @@ from __future__ import annotations
 pytest_plugins: list[str] = [
     "tests.fixtures.mongo",
     "tests.fixtures.backend",
+    "tests.fixtures.model_service",
+    "tests.fixtures.frontend",
     "tests.fixtures.stack",
 ]

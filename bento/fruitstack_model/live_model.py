@@ -18,7 +18,8 @@ from pathlib import Path
 from fruitstack_model.exceptions import ModelServiceError
 from fruitstack_model.model_store import LoadedModel, latest_stored, load_verified, stored_version
 
-logger = logging.getLogger(__name__)
+# Under `bentoml serve` only the "bentoml" logger tree is configured to print; log inside it.
+logger = logging.getLogger("bentoml").getChild(__name__)
 
 Stamp = tuple[int, int, int] | None
 
