@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,6 +10,8 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +64,12 @@ class ManagedProcess:
         log = self.log_path.open("ab")
         # A new session so that stop() also reaches the workers a server forks.
         self.proc = subprocess.Popen(
-            self.args, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            self.args,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         return self
@@ -93,6 +101,9 @@ class ManagedProcess:
         """Send sig to the whole process group and wait for exit (SIGKILL after timeout)."""
         if self.proc is None or self.proc.poll() is not None:
             return
+        # Some servers start workers in sessions of their own (BentoML's circus does), out of reach
+        # of killpg; a parent killed outright would leave them serving its port as orphans.
+        descendants = _descendants(self.proc.pid)
         try:
             os.killpg(self.proc.pid, sig)
             self.proc.wait(timeout=timeout)
@@ -101,6 +112,21 @@ class ManagedProcess:
             self.proc.wait(timeout=timeout)
         except ProcessLookupError:
             pass
+        for child in descendants:
+            with contextlib.suppress(psutil.Error):
+                child.send_signal(sig)
+        _gone, alive = psutil.wait_procs(descendants, timeout=timeout)
+        for child in alive:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        children: list[psutil.Process] = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    return children

@@ -1,0 +1,134 @@
+"""PredictionService when things go wrong: model service killed and restarted, model updated under
+load, MongoDB down, and a model service that never answers (real processes, backend in-process)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TypeAlias
+
+import grpc
+import pytest
+from fruitstack.v1 import fruits_pb2, predictions_pb2, predictions_pb2_grpc
+from grpc import aio
+
+from backend.health import FRUIT_SERVICE, PREDICTION_SERVICE
+from tests.fixtures.backend import RunningBackend, backend_settings, running_backend
+from tests.fixtures.model_service import ModelService
+from tests.fixtures.mongo import NxServer
+
+# The async stub type exists only in the typed stubs (.pyi), hence a string.
+Stub: TypeAlias = "predictions_pb2_grpc.PredictionServiceAsyncStub"
+
+
+def prediction_stub(backend: RunningBackend) -> Stub:
+    return predictions_pb2_grpc.PredictionServiceStub(backend.channel)
+
+
+async def wait_for_status(backend: RunningBackend, service: str, status: str) -> None:
+    deadline = time.monotonic() + 20
+    while (current := await backend.status(service)) != status:
+        assert time.monotonic() < deadline, f"{service} stayed {current}, expected {status}"
+        await asyncio.sleep(0.1)
+
+
+async def typical_request(stub: Stub) -> predictions_pb2.PredictRequest:
+    model = (await stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10)).model
+    return predictions_pb2.PredictRequest(features={f.name: f.mean for f in model.features})
+
+
+async def test_model_service_killed_is_unavailable_fruits_still_work_and_restart_recovers(
+    private_model_service: ModelService, mongodb_uri: str, mongodb_database: str
+) -> None:
+    settings = backend_settings(
+        mongodb_uri=mongodb_uri, mongodb_database=mongodb_database, model_url=private_model_service.url
+    )
+    async with running_backend(settings) as backend:
+        stub = prediction_stub(backend)
+        request = await typical_request(stub)
+        assert (await stub.Predict(request, timeout=10)).label
+        await wait_for_status(backend, PREDICTION_SERVICE, "SERVING")
+
+        await asyncio.to_thread(private_model_service.kill)
+        with pytest.raises(aio.AioRpcError) as caught:
+            await stub.Predict(request, timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "model service" in (caught.value.details() or "")
+        for call in (
+            stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10),
+            stub.UpdateModel(predictions_pb2.UpdateModelRequest(), timeout=10),
+        ):
+            with pytest.raises(aio.AioRpcError) as caught:
+                await call
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        await wait_for_status(backend, PREDICTION_SERVICE, "NOT_SERVING")
+
+        # The fruit store does not depend on the model service.
+        assert await backend.status(FRUIT_SERVICE) == "SERVING"
+        added = await backend.fruits.AddFruit(fruits_pb2.AddFruitRequest(name="kiwi"), timeout=5)
+        listed = await backend.fruits.ListFruits(fruits_pb2.ListFruitsRequest(), timeout=5)
+        assert added.fruit.id in [f.id for f in listed.fruits]
+
+        await asyncio.to_thread(private_model_service.start)
+        await wait_for_status(backend, PREDICTION_SERVICE, "SERVING")
+        answer = await stub.Predict(request, timeout=10)
+        assert answer.label
+        assert answer.model_version
+
+
+async def test_update_model_under_a_stream_of_predicts_loses_none(
+    private_model_service: ModelService, mongodb_uri: str, mongodb_database: str
+) -> None:
+    settings = backend_settings(
+        mongodb_uri=mongodb_uri, mongodb_database=mongodb_database, model_url=private_model_service.url
+    )
+    async with running_backend(settings) as backend:
+        stub = prediction_stub(backend)
+        request = await typical_request(stub)
+        before = (await stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10)).model.version
+        stop = asyncio.Event()
+        versions: list[str] = []
+        failures: list[aio.AioRpcError] = []
+
+        async def caller() -> None:
+            while not stop.is_set():
+                try:
+                    versions.append((await stub.Predict(request, timeout=20)).model_version)
+                except aio.AioRpcError as exc:
+                    failures.append(exc)
+
+        callers = [asyncio.create_task(caller()) for _ in range(8)]
+        try:
+            new_version = await asyncio.to_thread(private_model_service.train, seed=7)
+            await asyncio.sleep(0.3)
+            update = await stub.UpdateModel(predictions_pb2.UpdateModelRequest(), timeout=60)
+            calls_at_update = len(versions)
+            await asyncio.sleep(1.0)
+        finally:
+            stop.set()
+            await asyncio.gather(*callers)
+
+        assert failures == []
+        assert update.previous_version == before
+        assert update.current_version == new_version != before
+        assert len(versions) > calls_at_update > 0
+        assert versions[0] == before
+        assert versions[-1] == new_version
+        model = (await stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10)).model
+        assert model.version == new_version
+
+
+async def test_predictions_keep_working_while_mongodb_is_down(
+    model_service: ModelService, private_mongo: NxServer, mongodb_database: str
+) -> None:
+    settings = backend_settings(
+        mongodb_uri=private_mongo.uri, mongodb_database=mongodb_database, model_url=model_service.url
+    )
+    async with running_backend(settings) as backend:
+        stub = prediction_stub(backend)
+        request = await typical_request(stub)
+        await asyncio.to_thread(private_mongo.stop)
+        await wait_for_status(backend, FRUIT_SERVICE, "NOT_SERVING")
+        assert (await stub.Predict(request, timeout=10)).label
+        assert (await stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10)).model.version
+        assert await backend.status(PREDICTION_SERVICE) == "SERVING"
