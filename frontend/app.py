@@ -1,0 +1,67 @@
+"""The Shiny app: a navbar page with one tab per feature module, built from Settings by create_app().
+
+Run from the repository root: `shiny run --port 8080 --factory frontend.app:create_app`
+(or `python -m frontend`, which reads HOST and PORT from the settings).
+"""
+
+from __future__ import annotations
+
+from shiny import App, Inputs, Outputs, Session, ui
+
+from frontend.client import FruitstackClient
+from frontend.config import Settings
+from frontend.modules.bulk import bulk_server, bulk_ui
+from frontend.modules.fruits import fruits_server, fruits_ui
+from frontend.modules.model import model_server, model_ui
+from frontend.modules.predict import predict_server, predict_ui
+from frontend.modules.status import status_server, status_ui
+
+_CSS = """
+.status-dot { display: inline-block; width: .5em; height: .5em; border-radius: 50%;
+              background: currentColor; margin-right: .35em; vertical-align: .1em; }
+.bslib-value-box .value-box-value { font-size: 1.4rem; }
+"""
+
+
+def app_ui() -> ui.Tag:
+    return ui.page_navbar(
+        ui.nav_panel("Fruits", fruits_ui("fruits"), value="fruits"),
+        ui.nav_panel("Predict", predict_ui("predict"), value="predict"),
+        ui.nav_panel("Bulk scoring", bulk_ui("bulk"), value="bulk"),
+        ui.nav_panel("Model", model_ui("model"), value="model"),
+        ui.nav_spacer(),
+        ui.nav_control(status_ui("status")),
+        id="tabs",
+        title="fruitstack",
+        window_title="fruitstack",
+        header=ui.tags.style(_CSS),
+        fillable=False,
+    )
+
+
+def create_app(settings: Settings | None = None, *, client: FruitstackClient | None = None) -> App:
+    """Build the app; without arguments the settings come from the environment (the entry point)."""
+    settings = settings or Settings()
+    client = client or FruitstackClient(
+        settings.backend_address, timeout_s=settings.rpc_timeout_s, batch_timeout_s=settings.batch_timeout_s
+    )
+
+    def server(input: Inputs, output: Outputs, session: Session) -> None:
+        health = status_server("status", client=client, poll_interval_s=settings.poll_interval_s)
+        model = model_server(
+            "model",
+            client=client,
+            health=health,
+            refresh_s=settings.model_refresh_s,
+            retry_s=settings.poll_interval_s,
+        )
+        fruits_server(
+            "fruits",
+            client=client,
+            page_size=settings.fruits_page_size,
+            poll_interval_s=settings.poll_interval_s,
+        )
+        predict_server("predict", client=client, model=model, health=health)
+        bulk_server("bulk", client=client, model=model, health=health, chunk_rows=settings.batch_chunk_rows)
+
+    return App(app_ui(), server)

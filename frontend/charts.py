@@ -1,0 +1,88 @@
+"""Matplotlib figures as plain functions of data (no pyplot state, so sessions never share a figure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from frontend.client import FruitCount, TrainingSample
+
+# Bootstrap 5 colours, so the charts match the page.
+PRIMARY = "#0d6efd"
+PALETTE = ("#0d6efd", "#fd7e14", "#198754", "#d63384", "#6f42c1", "#20c997", "#dc3545", "#ffc107")
+MUTED = "#6c757d"
+
+
+def _tidy(fig: Figure) -> None:
+    for ax in fig.axes:
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.tick_params(colors=MUTED)
+    fig.tight_layout()
+
+
+def counts_figure(counts: Sequence[FruitCount], *, top: int = 12) -> Figure:
+    """Horizontal bars of the most common fruits, the most common on top."""
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.add_subplot()
+    shown = list(counts[:top])
+    if not shown:
+        ax.text(0.5, 0.5, "No fruits yet", ha="center", va="center", color=MUTED, transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    names = [c.name for c in reversed(shown)]
+    values = [c.count for c in reversed(shown)]
+    bars = ax.barh(names, values, color=PRIMARY)
+    ax.bar_label(bars, padding=3, color=MUTED)
+    ax.set_xlabel("count")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(counts) > top:
+        ax.set_title(f"top {top} of {len(counts)} names", color=MUTED, fontsize=9, loc="left")
+    _tidy(fig)
+    return fig
+
+
+def sample_figure(
+    sample: TrainingSample,
+    *,
+    x: str,
+    y: str,
+    classes: Sequence[str],
+    query: Mapping[str, float] | None = None,
+) -> Figure:
+    """The training sample on two features, one colour per class, with the query point on top."""
+    fig = Figure(figsize=(6, 4.2))
+    ax = fig.add_subplot()
+    xs, ys = sample.columns.get(x, []), sample.columns.get(y, [])
+    labels = list(sample.labels)
+    # Classes missing from `classes` (should not happen) still get a colour.
+    names = list(classes) + sorted({lab for lab in labels} - set(classes))
+    for i, name in enumerate(names):
+        idx = [j for j, lab in enumerate(labels) if lab == name and j < len(xs) and j < len(ys)]
+        if idx:
+            ax.scatter(
+                [xs[j] for j in idx],
+                [ys[j] for j in idx],
+                s=22,
+                alpha=0.6,
+                color=PALETTE[i % len(PALETTE)],
+                label=name,
+                edgecolors="none",
+            )
+    if query is not None and x in query and y in query:
+        ax.scatter(
+            [query[x]],
+            [query[y]],
+            s=260,
+            marker="*",
+            color="black",
+            edgecolors="white",
+            zorder=5,
+            label="your input",
+        )
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.legend(frameon=False, fontsize=8, loc="best")
+    _tidy(fig)
+    return fig

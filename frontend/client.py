@@ -1,0 +1,347 @@
+"""A small typed async client of the backend: plain dataclasses out, frontend.exceptions on failure.
+
+gRPC and protobuf types never leave this module, so the Shiny modules (and their tests) deal only
+with the dataclasses below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import NoReturn
+
+import grpc
+from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predictions_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from frontend.exceptions import BackendError, BackendUnreachable, InvalidRequest, NotFound, Unavailable
+
+FRUIT_SERVICE = "fruitstack.v1.FruitService"
+PREDICTION_SERVICE = "fruitstack.v1.PredictionService"
+
+
+@dataclass(frozen=True)
+class Fruit:
+    id: str
+    name: str
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class FruitPage:
+    fruits: tuple[Fruit, ...]
+    next_page_token: str
+    total_size: int
+
+
+@dataclass(frozen=True)
+class FruitCount:
+    name: str
+    count: int
+
+
+@dataclass(frozen=True)
+class FruitSummary:
+    counts: tuple[FruitCount, ...]
+    total: int
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probabilities: Mapping[str, float]
+    model_version: str
+
+
+@dataclass(frozen=True)
+class FeatureRange:
+    name: str
+    min: float
+    max: float
+    mean: float
+
+
+@dataclass(frozen=True)
+class TrainingSample:
+    columns: Mapping[str, Sequence[float]]
+    labels: Sequence[str]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    dataset: str
+    features: tuple[FeatureRange, ...]
+    classes: tuple[str, ...]
+    metrics: Mapping[str, float]
+    trained_at: datetime | None
+    training_sample: TrainingSample = field(repr=False)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+
+@dataclass(frozen=True)
+class ModelUpdate:
+    previous_version: str
+    current_version: str
+
+    @property
+    def changed(self) -> bool:
+        return self.previous_version != self.current_version
+
+
+@dataclass(frozen=True)
+class BatchChunk:
+    """The scores of one chunk of rows, in the order they were sent."""
+
+    model_version: str
+    row_offset: int
+    classes: tuple[str, ...]
+    labels: tuple[str, ...]
+    # One sequence per class (keyed by class name), one probability per row.
+    probabilities: Mapping[str, Sequence[float]]
+
+
+@dataclass(frozen=True)
+class Health:
+    """What the backend reports about itself and its dependencies; None means "cannot tell"."""
+
+    backend: bool
+    fruit_store: bool | None
+    model_service: bool | None
+
+
+# Status codes that mean "try again later" rather than "this request is wrong".
+_UNAVAILABLE_CODES = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+def _timestamp(ts: Timestamp, present: bool) -> datetime | None:
+    return ts.ToDatetime(tzinfo=UTC) if present else None
+
+
+def _fruit(message: fruits_pb2.Fruit) -> Fruit:
+    return Fruit(
+        id=message.id,
+        name=message.name,
+        created_at=_timestamp(message.created_at, message.HasField("created_at")),
+    )
+
+
+def _model(message: predictions_pb2.Model) -> ModelInfo:
+    sample = message.training_sample
+    return ModelInfo(
+        name=message.name,
+        version=message.version,
+        dataset=message.dataset,
+        features=tuple(FeatureRange(f.name, f.min, f.max, f.mean) for f in message.features),
+        classes=tuple(message.classes),
+        metrics=dict(message.metrics),
+        trained_at=_timestamp(message.trained_at, message.HasField("trained_at")),
+        training_sample=TrainingSample(
+            columns={c.name: list(c.values) for c in sample.columns}, labels=list(sample.labels)
+        ),
+    )
+
+
+def _batch_chunk(message: predictions_pb2.PredictBatchResponse) -> BatchChunk:
+    classes = tuple(message.classes)
+    try:
+        labels = tuple(classes[i] for i in message.label_indices)
+    except IndexError:
+        raise BackendError("the backend answered a label index outside its list of classes") from None
+    return BatchChunk(
+        model_version=message.model_version,
+        row_offset=message.row_offset,
+        classes=classes,
+        labels=labels,
+        probabilities={c.name: list(c.values) for c in message.probabilities},
+    )
+
+
+class FruitstackClient:
+    """Async client of the backend's FruitService, PredictionService and health service.
+
+    One instance is shared by every browser session: a gRPC channel multiplexes calls. The channel
+    is opened on first use, inside the event loop that serves the app.
+    """
+
+    def __init__(self, address: str, *, timeout_s: float = 10.0, batch_timeout_s: float = 900.0) -> None:
+        self.address = address
+        self._timeout_s = timeout_s
+        self._batch_timeout_s = batch_timeout_s
+        self._channel: aio.Channel | None = None
+
+    def _open(self) -> aio.Channel:
+        if self._channel is None:
+            self._channel = aio.insecure_channel(self.address)
+        return self._channel
+
+    # The *AsyncStub types exist only in the stubs (.pyi): the Stub classes return them for an aio channel.
+    def _fruits(self) -> fruits_pb2_grpc.FruitServiceAsyncStub:
+        return fruits_pb2_grpc.FruitServiceStub(self._open())
+
+    def _predictions(self) -> predictions_pb2_grpc.PredictionServiceAsyncStub:
+        return predictions_pb2_grpc.PredictionServiceStub(self._open())
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close(None)
+            self._channel = None
+
+    def _raise(self, exc: aio.AioRpcError) -> NoReturn:
+        """The one place where gRPC status codes become frontend.exceptions."""
+        code = exc.code()
+        message = exc.details() or code.name.lower().replace("_", " ")
+        if code == grpc.StatusCode.UNAVAILABLE and not self._connected():
+            raise BackendUnreachable(
+                f"the backend at {self.address} cannot be reached", code=code.name
+            ) from None
+        if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
+            raise InvalidRequest(message, code=code.name) from None
+        if code == grpc.StatusCode.NOT_FOUND:
+            raise NotFound(message, code=code.name) from None
+        if code in _UNAVAILABLE_CODES:
+            raise Unavailable(message, code=code.name) from None
+        raise BackendError(message, code=code.name) from None
+
+    def _connected(self) -> bool:
+        # A dependency outage comes back as UNAVAILABLE over a READY channel; a backend that is
+        # down leaves the channel connecting or failing.
+        channel = self._channel
+        return channel is not None and channel.get_state() == grpc.ChannelConnectivity.READY
+
+    # FruitService
+
+    async def add_fruit(self, *, name: str) -> Fruit:
+        try:
+            response = await self._fruits().AddFruit(
+                fruits_pb2.AddFruitRequest(name=name), timeout=self._timeout_s
+            )
+        except aio.AioRpcError as exc:
+            self._raise(exc)
+        return _fruit(response.fruit)
+
+    async def list_fruits(self, *, page_size: int, page_token: str = "") -> FruitPage:
+        try:
+            response = await self._fruits().ListFruits(
+                fruits_pb2.ListFruitsRequest(page_size=page_size, page_token=page_token),
+                timeout=self._timeout_s,
+            )
+        except aio.AioRpcError as exc:
+            self._raise(exc)
+        return FruitPage(
+            fruits=tuple(_fruit(f) for f in response.fruits),
+            next_page_token=response.next_page_token,
+            total_size=response.total_size,
+        )
+
+    async def delete_fruit(self, *, fruit_id: str) -> None:
+        try:
+            await self._fruits().DeleteFruit(
+                fruits_pb2.DeleteFruitRequest(id=fruit_id), timeout=self._timeout_s
+            )
+        except aio.AioRpcError as exc:
+            self._raise(exc)
+
+    async def summarize_fruits(self) -> FruitSummary:
+        try:
+            response = await self._fruits().SummarizeFruits(
+                fruits_pb2.SummarizeFruitsRequest(), timeout=self._timeout_s
+            )
+        except aio.AioRpcError as exc:
+            self._raise(exc)
+        return FruitSummary(
+            counts=tuple(FruitCount(c.name, c.count) for c in response.counts), total=response.total
+        )
+
+    # PredictionService
+
+    async def predict(self, *, features: Mapping[str, float]) -> Prediction:
+        try:
+            response = await self._predictions().Predict(
+                predictions_pb2.PredictRequest(features=dict(features)), timeout=self._timeout_s
+            )
+        except aio.AioRpcError as exc:
+            self._raise(exc)
+        return Prediction(
+            label=response.label,
+            probabilities=dict(response.probabilities),
+            model_version=response.model_version,
+        )
+
+    async def predict_batch(
+        self, chunks: AsyncIterable[Mapping[str, Sequence[float]]]
+    ) -> AsyncIterator[BatchChunk]:
+        """Stream chunks of rows (columnar: feature name -> values) and yield each chunk's scores."""
+
+        async def requests() -> AsyncIterator[predictions_pb2.PredictBatchRequest]:
+            async for chunk in chunks:
+                yield predictions_pb2.PredictBatchRequest(
+                    columns=[predictions_pb2.Column(name=n, values=v) for n, v in chunk.items()]
+                )
+
+        call = self._predictions().PredictBatch(requests(), timeout=self._batch_timeout_s)
+        try:
+            async for response in call:
+                yield _batch_chunk(response)
+        except aio.AioRpcError as exc:
+            self._raise(exc)
+        finally:
+            call.cancel()
+
+    async def get_model(self) -> ModelInfo:
+        try:
+            response = await self._predictions().GetModel(
+                predictions_pb2.GetModelRequest(), timeout=self._timeout_s
+            )
+        except aio.AioRpcError as exc:
+            self._raise(exc)
+        return _model(response.model)
+
+    async def update_model(self) -> ModelUpdate:
+        try:
+            response = await self._predictions().UpdateModel(
+                predictions_pb2.UpdateModelRequest(), timeout=self._timeout_s * 3
+            )
+        except aio.AioRpcError as exc:
+            self._raise(exc)
+        return ModelUpdate(
+            previous_version=response.previous_version, current_version=response.current_version
+        )
+
+    # Health
+
+    async def health(self) -> Health:
+        """Ask the backend's health service about itself and the services behind its dependencies."""
+        stub = health_pb2_grpc.HealthStub(self._open())
+
+        async def serving(service: str) -> bool | None:
+            try:
+                response = await stub.Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=min(self._timeout_s, 3.0)
+                )
+            except aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    return None  # this backend does not report that service
+                raise
+            return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+        try:
+            fruit_store, model_service = await asyncio.gather(
+                serving(FRUIT_SERVICE), serving(PREDICTION_SERVICE)
+            )
+        except aio.AioRpcError:
+            return Health(backend=False, fruit_store=None, model_service=None)
+        return Health(backend=True, fruit_store=fruit_store, model_service=model_service)

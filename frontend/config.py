@@ -1,0 +1,31 @@
+"""Settings of the frontend, read from the environment (and `.env`) once, at the entry point."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the frontend can be told; environment variable names are the field names in capitals."""
+
+    # The shared .env also holds other services' settings, hence extra="ignore".
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    backend_address: str = Field(
+        default="localhost:50051", description="host:port of the backend's gRPC server"
+    )
+    host: str = Field(default="127.0.0.1", description="interface `python -m frontend` listens on")
+    port: int = Field(default=8080, ge=0, le=65535, description="port `python -m frontend` listens on")
+    poll_interval_s: float = Field(
+        default=2.0, gt=0, description="how often the fruit list and the service status are refreshed"
+    )
+    model_refresh_s: float = Field(
+        default=30.0, gt=0, description="how often the model description is re-read while it loads fine"
+    )
+    rpc_timeout_s: float = Field(default=10.0, gt=0, description="deadline of one short backend call")
+    batch_timeout_s: float = Field(default=900.0, gt=0, description="deadline of a whole bulk-scoring stream")
+    batch_chunk_rows: int = Field(
+        default=20_000, ge=1, le=100_000, description="rows per PredictBatch request chunk"
+    )
+    fruits_page_size: int = Field(default=10, ge=1, le=1000, description="fruits per page of the list")

@@ -1,0 +1,1 @@
+"""One Shiny module per feature: each file holds a `<feature>_ui` / `<feature>_server` pair."""
