@@ -17,6 +17,7 @@ from bentoml.exceptions import NotFound
 from sklearn.pipeline import Pipeline
 
 from fruitstack_model.exceptions import ModelIntegrityError, ModelNotFound
+from fruitstack_model.scoring import Scorer, compile_scorer
 
 MODEL_NAME = "fruitstack-classifier"
 ARTIFACT_FILE = "model.pkl"
@@ -79,6 +80,7 @@ class LoadedModel:
     # The /model answer never changes for a version, so it is serialised once at load time.
     info_json: bytes = field(repr=False)
     class_array: npt.NDArray[np.str_] = field(repr=False)
+    scorer: Scorer = field(repr=False)
 
     @property
     def n_features(self) -> int:
@@ -86,7 +88,7 @@ class LoadedModel:
 
     def predict_proba(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Probabilities (n_rows, n_classes) in `classes` order; rows are validated already."""
-        return np.asarray(self.pipeline.predict_proba(rows), dtype=np.float64)
+        return self.scorer(rows)
 
     def labels(self, probabilities: npt.NDArray[np.float64]) -> list[str]:
         labels: list[str] = self.class_array[probabilities.argmax(axis=1)].tolist()
@@ -117,6 +119,8 @@ def load_verified(stored: bentoml.Model) -> LoadedModel:
     # A pickle that does not match its own metadata would answer with the wrong labels.
     if tuple(str(c) for c in pipeline.classes_) != classes or pipeline.n_features_in_ != len(feature_names):
         raise ModelIntegrityError(f"model {stored.tag}: the pipeline does not match its metadata")
+    sample = metadata["training_sample"]["columns"]
+    probe = np.asarray([sample[name] for name in feature_names], dtype=np.float64).T
     info = {"name": MODEL_NAME, "version": version, **{key: metadata[key] for key in METADATA_KEYS}}
     return LoadedModel(
         version=version,
@@ -126,4 +130,5 @@ def load_verified(stored: bentoml.Model) -> LoadedModel:
         classes=classes,
         info_json=orjson.dumps(info),
         class_array=np.asarray(classes, dtype=np.str_),
+        scorer=compile_scorer(pipeline, probe),
     )
