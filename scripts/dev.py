@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ BIN = Path(sys.executable).parent
 
 MONGODB_PORT = 27017
 GRPC_PORT = int(os.environ.get("GRPC_PORT", "50051"))
+MODEL_PORT = 3000
 
 COLORS = ["\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m"]
 RESET = "\033[0m"
@@ -58,6 +60,14 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:  # URLError is an OSError
+        return False
+
+
 def process_specs() -> list[ProcessSpec]:
     """The stack, in start order. Model service and frontend engineers: add your specs below."""
     specs: list[ProcessSpec] = []
@@ -87,7 +97,23 @@ def process_specs() -> list[ProcessSpec]:
         )  # fmt: skip
     env["MONGODB_URI"] = mongodb_uri
 
-    # ---- model service (BentoML, :3000): add its ProcessSpec here ----
+    # ---- model service (BentoML, :3000) ----
+    bentoml_home = Path(os.environ.get("BENTOML_HOME", ROOT / ".bentoml"))
+    bento_env = {"BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
+    has_model = (bentoml_home / "models" / "fruitstack-classifier" / "latest").exists()
+    specs.append(
+        ProcessSpec(
+            name="model",
+            args=[sys.executable, "-m", "bentoml", "serve", "--port", str(MODEL_PORT)],
+            ports=[MODEL_PORT],
+            env=bento_env,
+            cwd=ROOT / "bento",
+            ready=lambda: http_ok(f"http://127.0.0.1:{MODEL_PORT}/readyz"),
+            # First run: register a model (iris, seed 42) so that there is something to serve.
+            prepare=None if has_model else [sys.executable, "train.py", "--quiet"],
+        )
+    )
+    env["MODEL_URL"] = f"http://127.0.0.1:{MODEL_PORT}"
 
     specs.append(
         ProcessSpec(
