@@ -20,6 +20,8 @@ import grpc
 import pytest
 from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predictions_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from playwright.sync_api import Page
+from shiny.playwright import controller
 
 from tests.fixtures.stack import ComposeStack
 from tests.support import wait_until
@@ -163,6 +165,22 @@ def test_grpcurl_get_model_then_predict(grpcurl_executable: str, stack: ComposeS
     assert set(predicted["probabilities"]) == set(model["classes"])
     assert sum(predicted["probabilities"].values()) == pytest.approx(1.0)
     assert predicted["model_version"] == model["version"]
+
+
+@pytest.mark.browser
+def test_fruit_added_in_the_browser_is_listed(stack: ComposeStack, page: Page, channel: grpc.Channel) -> None:
+    page.set_default_timeout(30_000)
+    name = unique("kiwi")
+    page.goto(stack.frontend_url)
+
+    controller.InputSubmitTextarea(page, "fruits-fruit_name").set(name, submit=True)
+
+    # Newest first: the fruit just added tops the list the page shows ...
+    controller.OutputDataFrame(page, "fruits-table").expect_cell(name, row=0, col=0, timeout=30_000)
+    page.screenshot(path=stack.log_dir / "fruits.png", full_page=True)
+    # ... and it went through the real backend into MongoDB.
+    listed = fruits_pb2_grpc.FruitServiceStub(channel).ListFruits(fruits_pb2.ListFruitsRequest(), timeout=30)
+    assert name in [f.name for f in listed.fruits]
 
 
 def test_fruits_survive_a_backend_restart(stack: ComposeStack, channel: grpc.Channel) -> None:
