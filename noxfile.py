@@ -228,3 +228,13 @@ def _time_to_healthy(session: nox.Session, env: dict[str, str]) -> dict[str, flo
     finally:
         session.run(*project, "down", "--volumes", "--timeout", "20", env=env, external=True)
     return {**dict(sorted(healthy_at.items())), "whole_stack": max(healthy_at.values())}
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmark Predict/PredictBatch against a FastAPI baseline and an empty gRPC server (a few minutes).
+
+    Prints a table and writes .artifacts/bench.json; extra arguments go to bench/predict_bench.py.
+    """
+    session.install(*RUNTIME_REQUIREMENTS, "-r", "requirements-dev.txt")
+    session.run("python", "-m", "bench.predict_bench", *session.posargs, env=BENTO_ENV)
