@@ -144,7 +144,8 @@ def bulk_server(
     @render.data_frame
     def results() -> render.DataGrid[Any]:
         scored = score.result()
-        return render.DataGrid(scored.table.head(PREVIEW_ROWS), width="100%", height="420px")
+        # Rounded for reading; the download keeps full precision.
+        return render.DataGrid(scored.table.head(PREVIEW_ROWS).round(4), width="100%", height="420px")
 
     @render.download_button(filename=lambda: f"predictions-{score.result().file_name}", media_type="text/csv")
     def download() -> Iterator[str]:

@@ -1,0 +1,243 @@
+"""The app in Debian's Chromium, against a real backend, real nx-27017 and a real `bentoml serve`.
+
+Every id is a namespaced module id ("<module>-<input>") driven through shiny.playwright.controller.
+Screenshots of the main screens go to .artifacts/screenshots/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import re
+from pathlib import Path
+
+import grpc
+import pytest
+from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predictions_pb2_grpc
+from playwright.sync_api import Page, expect
+from shiny.playwright import controller
+
+from tests.fixtures.frontend import FrontendStack
+from tests.fixtures.model_service import ModelService
+
+pytestmark = pytest.mark.browser
+
+
+def model_features(stack: FrontendStack) -> list[predictions_pb2.Feature]:
+    """The model's features as the backend describes them (to write CSVs the model accepts)."""
+    with grpc.insecure_channel(stack.backend.target) as channel:
+        response = predictions_pb2_grpc.PredictionServiceStub(channel).GetModel(
+            predictions_pb2.GetModelRequest(), timeout=30
+        )
+    return list(response.model.features)
+
+
+def add_fruit_elsewhere(stack: FrontendStack, name: str) -> None:
+    """Another client of the same backend (as another browser would be)."""
+    with grpc.insecure_channel(stack.backend.target) as channel:
+        fruits_pb2_grpc.FruitServiceStub(channel).AddFruit(fruits_pb2.AddFruitRequest(name=name), timeout=10)
+
+
+def open_tab(page: Page, value: str) -> None:
+    controller.PageNavbar(page, "tabs").set(value)
+
+
+def shot(page: Page, screenshot_dir: Path, name: str) -> None:
+    page.screenshot(path=screenshot_dir / f"{name}.png", full_page=True)
+
+
+def test_add_fruit_is_listed_and_counted(
+    shared_frontend: FrontendStack, app_page: Page, screenshot_dir: Path
+) -> None:
+    page = app_page
+    page.goto(shared_frontend.url)
+    name = controller.InputSubmitTextarea(page, "fruits-fruit_name")
+    table = controller.OutputDataFrame(page, "fruits-table")
+    total = controller.OutputText(page, "fruits-total")
+
+    # Enter submits ...
+    name.set("mango")
+    name.loc.press("Enter")
+    controller.OutputText(page, "fruits-add_ok").expect_value("Added “mango”.")
+    table.expect_cell("mango", row=0, col=0)
+    # ... and so does the Add button; the newest is listed first.
+    name.set("kiwi", submit=True)
+    table.expect_cell("kiwi", row=0, col=0)
+    table.expect_cell("mango", row=1, col=0)
+    name.set("mango", submit=True)
+    total.expect_value("3 fruits, 2 distinct")
+    controller.OutputText(page, "fruits-page_info").expect_value("1-3 of 3")
+    expect(controller.OutputPlot(page, "fruits-counts").loc.locator("img")).to_be_visible()
+    # The input is cleared after a submit, ready for the next fruit.
+    name.expect_value("")
+
+    # A fruit added by another client appears without a reload (polling).
+    add_fruit_elsewhere(shared_frontend, "papaya")
+    table.expect_cell("papaya", row=0, col=0)
+    total.expect_value("4 fruits, 3 distinct")
+
+    # Delete the selected row.
+    table.select_rows([0])
+    controller.InputTaskButton(page, "fruits-delete").click()
+    table.expect_cell("mango", row=0, col=0)
+    total.expect_value("3 fruits, 2 distinct")
+    shot(page, screenshot_dir, "fruits")
+
+
+def test_invalid_name_shows_the_backends_message(shared_frontend: FrontendStack, app_page: Page) -> None:
+    page = app_page
+    page.goto(shared_frontend.url)
+    name = controller.InputSubmitTextarea(page, "fruits-fruit_name")
+    error = controller.OutputText(page, "fruits-add_error")
+
+    name.set("x" * 65, submit=True)
+    error.expect_value("Name is 65 characters long; at most 64 are allowed.")
+    name.set("   ", submit=True)
+    error.expect_value("Name must not be empty or only whitespace.")
+    # A valid name clears the message.
+    name.set("lime", submit=True)
+    error.expect_value("")
+    controller.OutputText(page, "fruits-add_ok").expect_value("Added “lime”.")
+
+
+def test_predict_with_the_generated_form(
+    shared_frontend: FrontendStack, model_service: ModelService, app_page: Page, screenshot_dir: Path
+) -> None:
+    page = app_page
+    page.goto(shared_frontend.url)
+    open_tab(page, "predict")
+    features = model_features(shared_frontend)
+    # One slider per feature, bounded by the training range.
+    for i, feature in enumerate(features):
+        slider = controller.InputSlider(page, f"predict-feature_{i}")
+        slider.expect_label(feature.name)
+        slider.expect_min(str(feature.min))
+        slider.expect_max(str(feature.max))
+
+    controller.InputTaskButton(page, "predict-predict").click()
+    label = page.locator("#predict-label_value")
+    expect(label).to_have_text(re.compile(r"^(setosa|versicolor|virginica)$"))
+    expect(page.locator("#predict-version_value")).to_have_text(model_service.version)
+    bars = controller.OutputUi(page, "predict-result").loc.locator(".probability")
+    expect(bars).to_have_count(3)
+    # The query point is drawn among the training sample for the chosen axes.
+    controller.InputSelect(page, "predict-y").set(features[2].name)
+    expect(controller.OutputPlot(page, "predict-scatter").loc.locator("img")).to_be_visible()
+    shot(page, screenshot_dir, "predict")
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    path.write_text(buffer.getvalue())
+    return path
+
+
+def test_upload_csv_and_download_results(
+    shared_frontend: FrontendStack, app_page: Page, screenshot_dir: Path, tmp_path: Path
+) -> None:
+    page = app_page
+    page.goto(shared_frontend.url)
+    open_tab(page, "bulk")
+    features = model_features(shared_frontend)
+    names = [f.name for f in features]
+    upload = controller.InputFile(page, "bulk-upload")
+    check = controller.OutputUi(page, "bulk-check")
+
+    # A file with a missing column and a non-numeric cell is refused with rows and columns named.
+    bad = _write_csv(
+        tmp_path / "bad.csv", names[:-1], [["1"] * (len(names) - 1), ["abc"] + ["1"] * (len(names) - 2)]
+    )
+    upload.set(bad)
+    expect(check.loc).to_contain_text(f"missing column '{names[-1]}'")
+    bad_cell = _write_csv(
+        tmp_path / "bad-cell.csv", names, [["1"] * len(names), ["oops"] + ["1"] * (len(names) - 1)]
+    )
+    upload.set(bad_cell)
+    expect(check.loc).to_contain_text(f"column '{names[0]}' is not a finite number in rows 3")
+
+    rng = random.Random(7)
+    rows = [[f"{rng.uniform(f.min, f.max):.2f}" for f in features] for _ in range(300)]
+    good = _write_csv(
+        tmp_path / "flowers.csv", ["id", *names], [[str(i), *row] for i, row in enumerate(rows)]
+    )
+    upload.set(good)
+    expect(check.loc).to_contain_text("300 rows ready to score")
+    controller.InputTaskButton(page, "bulk-score").click()
+    expect(page.locator("#bulk-summary_text")).to_contain_text("Scored 300 rows with model version")
+    results = controller.OutputDataFrame(page, "bulk-results")
+    results.expect_cell("0", row=0, col=0)
+    shot(page, screenshot_dir, "bulk")
+
+    with page.expect_download() as download_info:
+        controller.DownloadButton(page, "bulk-download").click()
+    downloaded = Path(download_info.value.path())
+    table = list(csv.DictReader(downloaded.read_text().splitlines()))
+    assert len(table) == 300
+    assert [r["id"] for r in table] == [str(i) for i in range(300)]  # order kept across chunks
+    assert {r["predicted_label"] for r in table} <= {"setosa", "versicolor", "virginica"}
+    for r in table:
+        p = [float(r[f"probability_{c}"]) for c in ("setosa", "versicolor", "virginica")]
+        assert sum(p) == pytest.approx(1.0, abs=1e-6)
+        assert r["predicted_label"] == ("setosa", "versicolor", "virginica")[p.index(max(p))]
+
+
+def test_update_model_shows_the_new_version(
+    private_frontend: tuple[FrontendStack, ModelService], app_page: Page, screenshot_dir: Path
+) -> None:
+    stack, model = private_frontend
+    page = app_page
+    page.goto(stack.url)
+    open_tab(page, "model")
+    version = page.locator("#model-version_value")
+    expect(version).to_have_text(model.version)
+
+    # A model trained on another dataset: the UI needs no change to follow it.
+    new_version = model.train(dataset="wine", seed=7)
+    assert new_version != model.version
+    controller.InputTaskButton(page, "model-update").click()
+    controller.OutputText(page, "model-update_result").expect_value(
+        f"Updated: {model.version} → {new_version}"
+    )
+    expect(version).to_have_text(new_version)
+    shot(page, screenshot_dir, "model")
+
+    open_tab(page, "predict")
+    controller.InputSlider(page, "predict-feature_12").expect_label("proline")
+    controller.InputTaskButton(page, "predict-predict").click()
+    expect(page.locator("#predict-version_value")).to_have_text(new_version)
+
+
+def test_model_service_outage_is_reported_while_fruits_keep_working(
+    private_frontend: tuple[FrontendStack, ModelService], app_page: Page, screenshot_dir: Path
+) -> None:
+    stack, model = private_frontend
+    page = app_page
+    page.goto(stack.url)
+    open_tab(page, "predict")
+    controller.InputSlider(page, "predict-feature_0")  # the form is there while the model is up
+    expect(page.locator("#predict-feature_0")).to_be_attached()
+
+    model.stop()
+    notice = controller.OutputUi(page, "predict-notice")
+    expect(notice.loc).to_contain_text("The model service is unavailable right now")
+    controller.InputTaskButton(page, "predict-predict").click()
+    expect(controller.OutputUi(page, "predict-result").loc).to_contain_text("Prediction failed:")
+    expect(page.locator("[data-service=model]")).to_have_attribute("data-state", "down")
+    shot(page, screenshot_dir, "predict-model-down")
+
+    open_tab(page, "fruits")
+    name = controller.InputSubmitTextarea(page, "fruits-fruit_name")
+    name.set("durian", submit=True)
+    controller.OutputDataFrame(page, "fruits-table").expect_cell("durian", row=0, col=0)
+    expect(page.locator("[data-service=fruit-store]")).to_have_attribute("data-state", "up")
+
+    # It recovers by itself when the model service is back.
+    model.start()
+    open_tab(page, "predict")
+    expect(notice.loc).to_be_empty()
+    controller.InputTaskButton(page, "predict-predict").click()
+    expect(page.locator("#predict-version_value")).to_have_text(model.version)
