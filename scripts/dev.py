@@ -28,6 +28,7 @@ BIN = Path(sys.executable).parent
 MONGODB_PORT = 27017
 GRPC_PORT = int(os.environ.get("GRPC_PORT", "50051"))
 MODEL_PORT = 3000
+FRONTEND_PORT = int(os.environ.get("PORT", "8080"))
 
 COLORS = ["\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m"]
 RESET = "\033[0m"
@@ -125,7 +126,16 @@ def process_specs() -> list[ProcessSpec]:
         )
     )
 
-    # ---- frontend (Shiny, :8080): add its ProcessSpec here ----
+    # ---- frontend (Shiny, :8080) ----
+    specs.append(
+        ProcessSpec(
+            name="frontend",
+            args=[sys.executable, "-m", "frontend"],
+            ports=[FRONTEND_PORT],
+            env={"BACKEND_ADDRESS": f"127.0.0.1:{GRPC_PORT}", "PORT": str(FRONTEND_PORT)},
+            ready=lambda: http_ok(f"http://127.0.0.1:{FRONTEND_PORT}/"),
+        )
+    )
 
     return specs
 
