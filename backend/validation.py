@@ -20,7 +20,14 @@ _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 
 def normalize_name(raw: str) -> str:
     """Trim and NFC-normalise a fruit name; refuse it if empty, too long or holding control chars."""
-    name = unicodedata.normalize("NFC", raw.strip())
+    stripped = raw.strip()
+    # NFC can shorten a name (letters + combining marks), but never 16-fold: refuse huge input
+    # before normalising it, since the server accepts large messages (for PredictBatch).
+    if len(stripped) > 16 * NAME_MAX_CHARS:
+        raise InvalidArgument(
+            f"name is {len(stripped)} characters long; at most {NAME_MAX_CHARS} are allowed"
+        )
+    name = unicodedata.normalize("NFC", stripped)
     if not name:
         raise InvalidArgument("name must not be empty or only whitespace")
     if len(name) > NAME_MAX_CHARS:

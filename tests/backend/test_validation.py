@@ -22,6 +22,7 @@ from backend.validation import (
         ("cafe\u0301", "caf\u00e9"),  # NFD input becomes NFC
         ("x" * 64, "x" * 64),
         ("  " + "y" * 64 + "\t", "y" * 64),  # the limit counts after trimming
+        ("e\u0301" * 64, "\u00e9" * 64),  # 128 code points in, 64 characters after NFC
         ("Fruit Salad", "Fruit Salad"),
         ('{"$gt": ""}', '{"$gt": ""}'),  # only data; the repository never parses it
         ("\U0001f34e", "\U0001f34e"),
@@ -37,6 +38,8 @@ def test_normalize_name_accepts(raw: str, expected: str) -> None:
         ("", "must not be empty"),
         ("   \t\n ", "must not be empty"),
         ("x" * 65, "65 characters long; at most 64"),
+        ("x" * 5_000_000, "5000000 characters long; at most 64"),
+        ("e\u0301" * 65, "65 characters long"),  # counted after NFC composes each pair
         ("a\x00b", "U+0000 at position 2"),
         ("a\tb", "U+0009"),
         ("a\x1bb", "U+001B"),
