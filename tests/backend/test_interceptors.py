@@ -1,12 +1,17 @@
-"""Unit tests of the exception-to-status mapping (the servicer tests cover it over the wire)."""
+"""Exception-to-status mapping: the table, and the interceptor on a real server with stand-in servicers."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import grpc
 import pytest
+from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predictions_pb2_grpc
+from grpc import aio
 
 from backend import exceptions
-from backend.interceptors import status_code_for
+from backend.interceptors import ErrorMappingInterceptor, status_code_for
 
 
 class _SubclassOfNotFound(exceptions.NotFound):
@@ -28,3 +33,64 @@ class _SubclassOfNotFound(exceptions.NotFound):
 )
 def test_each_exception_has_its_status(exc: exceptions.FruitstackError, code: grpc.StatusCode) -> None:
     assert status_code_for(exc) == code
+
+
+class _BrokenFruits(fruits_pb2_grpc.FruitServiceServicer):
+    async def AddFruit(
+        self, request: fruits_pb2.AddFruitRequest, context: aio.ServicerContext[Any, Any]
+    ) -> fruits_pb2.AddFruitResponse:
+        raise RuntimeError("secret internals")
+
+    async def DeleteFruit(
+        self, request: fruits_pb2.DeleteFruitRequest, context: aio.ServicerContext[Any, Any]
+    ) -> fruits_pb2.DeleteFruitResponse:
+        raise exceptions.NotFound(f"no fruit with id {request.id!r}")
+
+
+class _HalfBatch(predictions_pb2_grpc.PredictionServiceServicer):
+    async def PredictBatch(
+        self,
+        request_iterator: AsyncIterator[predictions_pb2.PredictBatchRequest],
+        context: aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[predictions_pb2.PredictBatchResponse]:
+        yield predictions_pb2.PredictBatchResponse(model_version="v1")
+        raise exceptions.InvalidArgument("chunk 2 has a column of the wrong length")
+
+
+@pytest.fixture
+async def channel() -> AsyncIterator[aio.Channel]:
+    server = aio.server(interceptors=[ErrorMappingInterceptor()])
+    # The stand-ins implement only the methods these tests call.
+    fruits_pb2_grpc.add_FruitServiceServicer_to_server(_BrokenFruits(), server)  # type: ignore[abstract]
+    predictions_pb2_grpc.add_PredictionServiceServicer_to_server(_HalfBatch(), server)  # type: ignore[abstract]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield channel
+    await server.stop(0)
+
+
+async def test_domain_errors_keep_their_message(channel: aio.Channel) -> None:
+    with pytest.raises(aio.AioRpcError) as info:
+        await fruits_pb2_grpc.FruitServiceStub(channel).DeleteFruit(fruits_pb2.DeleteFruitRequest(id="x"))
+    assert (info.value.code(), info.value.details()) == (grpc.StatusCode.NOT_FOUND, "no fruit with id 'x'")
+
+
+async def test_unexpected_errors_are_internal_without_details(channel: aio.Channel) -> None:
+    with pytest.raises(aio.AioRpcError) as info:
+        await fruits_pb2_grpc.FruitServiceStub(channel).AddFruit(fruits_pb2.AddFruitRequest(name="x"))
+    assert info.value.code() == grpc.StatusCode.INTERNAL
+    assert "secret" not in (info.value.details() or "")
+
+
+async def test_streaming_errors_end_the_stream_with_their_status(channel: aio.Channel) -> None:
+    call = predictions_pb2_grpc.PredictionServiceStub(channel).PredictBatch(
+        iter([predictions_pb2.PredictBatchRequest()])
+    )
+    first = await call.read()
+    assert isinstance(first, predictions_pb2.PredictBatchResponse)
+    assert first.model_version == "v1"
+    with pytest.raises(aio.AioRpcError) as info:
+        await call.read()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == "chunk 2 has a column of the wrong length"
