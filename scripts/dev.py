@@ -148,6 +148,7 @@ class Stack:
         self.width = max(len(s.name) for s in specs)
         self.running: list[tuple[ProcessSpec, subprocess.Popen[bytes]]] = []
         self.stopping = threading.Event()
+        self._pumps: list[threading.Thread] = []
         self._print_lock = threading.Lock()
 
     def log(self, name: str, line: str) -> None:
@@ -174,7 +175,9 @@ class Stack:
             start_new_session=True,
         )
         assert proc.stdout is not None
-        threading.Thread(target=self._pump, args=(spec, proc.stdout), daemon=True).start()
+        pump = threading.Thread(target=self._pump, args=(spec, proc.stdout), daemon=True)
+        pump.start()
+        self._pumps.append(pump)
         return proc
 
     def check_ports(self) -> None:
@@ -235,6 +238,9 @@ class Stack:
                 except ProcessLookupError:
                     pass
             self.log(spec.name, f"stopped (status {proc.returncode})")
+        # Let the last lines of output through before returning.
+        for pump in self._pumps:
+            pump.join(timeout=5)
 
 
 def main(argv: list[str] | None = None) -> int:
