@@ -10,6 +10,7 @@ import csv
 import io
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -18,8 +19,10 @@ from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predicti
 from playwright.sync_api import Page, expect
 from shiny.playwright import controller
 
-from tests.fixtures.frontend import FrontendStack
+from tests.fixtures.backend import BackendProcess
+from tests.fixtures.frontend import FrontendProcess, FrontendStack
 from tests.fixtures.model_service import ModelService
+from tests.fixtures.mongo import NxServer
 
 pytestmark = pytest.mark.browser
 
@@ -241,3 +244,78 @@ def test_model_service_outage_is_reported_while_fruits_keep_working(
     expect(notice.loc).to_be_empty()
     controller.InputTaskButton(page, "predict-predict").click()
     expect(page.locator("#predict-version_value")).to_have_text(model.version)
+
+
+@pytest.fixture
+def frontend_without_model(backend_process: BackendProcess, tmp_path: Path) -> Iterator[FrontendProcess]:
+    """A frontend in front of a `python -m backend` whose model service is missing (a closed port)."""
+    frontend = FrontendProcess(backend_address=backend_process.target, log_dir=tmp_path).start()
+    yield frontend
+    frontend.stop()
+
+
+def test_backend_outage_is_reported_and_recovers(
+    backend_process: BackendProcess,
+    frontend_without_model: FrontendProcess,
+    app_page: Page,
+    screenshot_dir: Path,
+) -> None:
+    page = app_page
+    page.goto(frontend_without_model.url)
+    name = controller.InputSubmitTextarea(page, "fruits-fruit_name")
+    table = controller.OutputDataFrame(page, "fruits-table")
+    notice = controller.OutputUi(page, "fruits-notice")
+    name.set("fig", submit=True)
+    table.expect_cell("fig", row=0, col=0)
+    # No model service behind this backend: the prediction panels say so, fruits work.
+    expect(page.locator("[data-service=model]")).to_have_attribute("data-state", "down")
+
+    backend_process.process.stop()
+    expect(notice.loc).to_contain_text(f"The backend at {backend_process.target} cannot be reached")
+    expect(page.locator("[data-service=backend]")).to_have_attribute("data-state", "down")
+    name.set("date", submit=True)
+    controller.OutputText(page, "fruits-add_error").expect_value(
+        f"The backend at {backend_process.target} cannot be reached."
+    )
+    shot(page, screenshot_dir, "fruits-backend-down")
+
+    backend_process.start()
+    expect(notice.loc).to_be_empty()
+    expect(page.locator("[data-service=backend]")).to_have_attribute("data-state", "up")
+    name.set("date", submit=True)
+    table.expect_cell("date", row=0, col=0)
+    table.expect_cell("fig", row=1, col=0)
+
+
+def test_mongodb_outage_is_reported_and_recovers(
+    private_mongo: NxServer, mongodb_database: str, tmp_path: Path, app_page: Page
+) -> None:
+    backend = BackendProcess(
+        mongodb_uri=private_mongo.uri, mongodb_database=mongodb_database, log_dir=tmp_path
+    )
+    backend.start()
+    frontend = FrontendProcess(backend_address=backend.target, log_dir=tmp_path)
+    try:
+        frontend.start()
+        page = app_page
+        page.goto(frontend.url)
+        name = controller.InputSubmitTextarea(page, "fruits-fruit_name")
+        table = controller.OutputDataFrame(page, "fruits-table")
+        name.set("lychee", submit=True)
+        table.expect_cell("lychee", row=0, col=0)
+
+        private_mongo.stop()
+        expect(controller.OutputUi(page, "fruits-notice").loc).to_contain_text(
+            "The fruit store (MongoDB) is unavailable; could not list fruits"
+        )
+        expect(page.locator("[data-service=fruit-store]")).to_have_attribute("data-state", "down")
+        expect(page.locator("[data-service=backend]")).to_have_attribute("data-state", "up")
+
+        private_mongo.start()
+        expect(controller.OutputUi(page, "fruits-notice").loc).to_be_empty()
+        name.set("quince", submit=True)
+        table.expect_cell("quince", row=0, col=0)
+        table.expect_cell("lychee", row=1, col=0)
+    finally:
+        frontend.stop()
+        backend.process.stop()
