@@ -209,23 +209,26 @@ def _time_to_healthy(session: nox.Session, env: dict[str, str]) -> dict[str, flo
     """Seconds from `up` until each service is healthy, on a fresh throwaway project (empty volume)."""
     # Host port 0: Docker picks free ports, so this never collides with a running stack.
     ports = {"FRONTEND_HOST_PORT": "0", "BACKEND_HOST_PORT": "0", "MODEL_HOST_PORT": "0"}
-    env = {**env, **ports}
+    env = {**os.environ, **env, **ports}
     project = ["docker", "compose", "-p", "fruitstack-build-facts"]
+    services = _run_text([*project, "config", "--services"], env).split()
     healthy_at: dict[str, float] = {}
     started = time.monotonic()
+    # `up` itself waits for the services others depend on, so the polling runs beside it.
+    up = subprocess.Popen([*project, "up", "--detach", "--no-build"], env=env)
     try:
-        session.run(*project, "up", "--detach", "--no-build", env=env, external=True)
-        services = _run_text([*project, "config", "--services"], env).split()
-        deadline = started + 300
         while len(healthy_at) < len(services):
-            if time.monotonic() > deadline:
+            if time.monotonic() - started > 300:
                 session.error(f"not healthy after 300 s: {sorted(set(services) - set(healthy_at))}")
             for line in _run_text([*project, "ps", "--format", "json"], env).splitlines():
                 row = json.loads(line)
                 if row.get("Health") == "healthy" and row["Service"] not in healthy_at:
                     healthy_at[row["Service"]] = round(time.monotonic() - started, 1)
             time.sleep(0.5)
+        if up.wait(timeout=60) != 0:
+            session.error("`docker compose up` failed")
     finally:
+        up.wait(timeout=60)
         session.run(*project, "down", "--volumes", "--timeout", "20", env=env, external=True)
     return {**dict(sorted(healthy_at.items())), "whole_stack": max(healthy_at.values())}
 
