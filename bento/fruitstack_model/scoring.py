@@ -53,15 +53,19 @@ def _fold_linear(pipeline: Pipeline) -> Scorer | None:
     n_features = coef.shape[1]
     mean = np.zeros(n_features) if scaler.mean_ is None else np.asarray(scaler.mean_, dtype=np.float64)
     scale = np.ones(n_features) if scaler.scale_ is None else np.asarray(scaler.scale_, dtype=np.float64)
-    weights = np.ascontiguousarray((coef / scale).T)
-    bias = np.asarray(classifier.intercept_, dtype=np.float64) - (mean / scale) @ coef.T
+    # Class-major (n_classes, n_rows) layout: the per-row max and sum of a softmax over 3 classes
+    # become elementwise operations on long contiguous rows, several times faster than reducing
+    # along axis 1 of an (n_rows, 3) array.
+    weights = np.ascontiguousarray(coef / scale)  # (n_classes, n_features)
+    bias = (np.asarray(classifier.intercept_, dtype=np.float64) - coef @ (mean / scale))[:, None]
 
     def score(rows: Matrix) -> Matrix:
-        logits = rows @ weights
+        logits = weights @ rows.T
         logits += bias
-        logits -= logits.max(axis=1, keepdims=True)  # softmax is shift-invariant; avoids overflow
+        peak = np.max(logits, axis=0)  # softmax is shift-invariant; subtracting avoids overflow
+        logits -= peak
         np.exp(logits, out=logits)
-        logits /= logits.sum(axis=1, keepdims=True)
-        return logits
+        logits /= np.sum(logits, axis=0)
+        return np.ascontiguousarray(logits.T)
 
     return score
