@@ -167,6 +167,26 @@ def test_grpcurl_get_model_then_predict(grpcurl_executable: str, stack: ComposeS
     assert predicted["model_version"] == model["version"]
 
 
+def test_only_frontend_backend_and_model_are_published(stack: ComposeStack) -> None:
+    rows = [json.loads(line) for line in stack.compose("ps", "--format", "json").stdout.splitlines()]
+    published = {
+        (row["Service"], p["TargetPort"])
+        for row in rows
+        for p in row.get("Publishers") or []
+        if p["PublishedPort"]
+    }
+
+    assert published == {("frontend", 8080), ("backend", 50051), ("model", 3000)}
+
+
+@pytest.mark.parametrize(("service", "reachable"), [("frontend", False), ("backend", True)])
+def test_only_the_backend_can_reach_mongodb(stack: ComposeStack, service: str, reachable: bool) -> None:
+    probe = "import socket; socket.create_connection(('mongo', 27017), timeout=3)"
+    connects = stack.exec_ok(service, "python", "-c", probe)
+
+    assert connects is reachable
+
+
 @pytest.mark.browser
 def test_fruit_added_in_the_browser_is_listed(stack: ComposeStack, page: Page, channel: grpc.Channel) -> None:
     page.set_default_timeout(30_000)
