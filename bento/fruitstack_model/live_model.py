@@ -15,7 +15,6 @@ import logging
 import os
 from pathlib import Path
 
-from fruitstack_model.exceptions import ModelServiceError
 from fruitstack_model.model_store import LoadedModel, latest_stored, load_verified, stored_version
 
 # Under `bentoml serve` only the "bentoml" logger tree is configured to print; log inside it.
@@ -84,8 +83,9 @@ class LiveModel:
                 try:
                     self._model = await asyncio.to_thread(lambda: load_verified(stored_version(version)))
                     logger.info("now serving %s (reloaded by another worker)", version)
-                except ModelServiceError:
-                    # Keep answering with the verified model we have; the reload is logged, not fatal.
+                except Exception:
+                    # Keep answering with the verified model we have: a request must not fail
+                    # because a reload elsewhere went wrong. Logged, and retried on the next change.
                     logger.exception(
                         "cannot follow the reload to %s; still serving %s", version, self._model.version
                     )

@@ -113,7 +113,11 @@ def load_verified(stored: bentoml.Model) -> LoadedModel:
             f"refusing to load model {stored.tag}: {ARTIFACT_FILE} has sha256 {actual}, "
             f"but its metadata records {metadata['sha256']}"
         )
-    pipeline = joblib.load(io.BytesIO(data))
+    try:
+        pipeline = joblib.load(io.BytesIO(data))
+    except Exception as exc:  # e.g. pickled by an incompatible scikit-learn: report, do not crash
+        message = f"model {stored.tag}: {ARTIFACT_FILE} cannot be unpickled ({exc!r})"
+        raise ModelIntegrityError(message) from exc
     feature_names = tuple(str(f["name"]) for f in metadata["features"])
     classes = tuple(str(c) for c in metadata["classes"])
     # A pickle that does not match its own metadata would answer with the wrong labels.
