@@ -7,7 +7,8 @@ below is the one place where errors meet status codes:
     ModelServiceError            500  a bug or broken environment (message hidden)
     ├── InvalidInput             400  the request does not fit the model's schema
     ├── ModelNotFound            404  no model of that name/version in the BentoML store
-    └── ModelIntegrityError      409  artifact sha256 differs from its metadata; refused to load
+    └── ModelIntegrityError      409  artifact untrusted or unusable: sha256 differs from its metadata
+                                      (never unpickled), cannot be unpickled, or contradicts its metadata
 """
 
 from __future__ import annotations
@@ -36,6 +37,6 @@ class ModelNotFound(ModelServiceError):
 
 
 class ModelIntegrityError(ModelServiceError):
-    """The artifact's bytes do not hash to the sha256 recorded at training: never unpickle it."""
+    """The artifact must not or cannot be served; a sha256 mismatch is detected before unpickling."""
 
     error_code = HTTPStatus.CONFLICT
