@@ -1,4 +1,4 @@
-"""The whole stack in containers (docker-compose.yml), driven only through its published ports.
+"""The whole stack in containers (docker-compose.yml), driven through its published ports and compose.
 
 The tests share one stack (built once per module), so each one adds its own fruits and checks only
 what it can see; the last test takes the stack down with its volume.
