@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+import secrets
+from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Shipped in .env.example so that local runs work out of the box; refused outside LOCAL_MODE
-# because anyone who knows it could forge page tokens.
+# A well-known value (it is in this repository), so anyone could forge page tokens with it:
+# refused outside LOCAL_MODE.
 PLACEHOLDER_PAGE_TOKEN_SECRET = "change-me-local-only"
 
 
@@ -38,8 +39,11 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="Upper bound for one call to the model service."
     )
     page_token_secret: SecretStr = Field(
-        default=SecretStr(PLACEHOLDER_PAGE_TOKEN_SECRET),
-        description="HMAC key that signs ListFruits page tokens.",
+        default=SecretStr(""),
+        description=(
+            "HMAC key that signs ListFruits page tokens. Unset or empty: a random key per process,"
+            " so tokens do not survive a restart nor pass between replicas."
+        ),
     )
     local_mode: bool = Field(
         default=False, description="Allow the placeholder secret (local development only)."
@@ -50,6 +54,16 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Logging level."
     )
+
+    @field_validator("page_token_secret", mode="before")
+    @classmethod
+    def _random_secret_when_unset(cls, value: Any) -> Any:
+        # A random key is safe (nobody can forge tokens) and lets `docker compose up` work on a
+        # fresh clone; a fixed key is only needed for tokens that outlive one process.
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or not str(raw).strip():
+            return SecretStr(secrets.token_urlsafe(32))
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Self:
