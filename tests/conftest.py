@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 pytest_plugins: list[str] = [
     "tests.fixtures.mongo",
     "tests.fixtures.backend",
@@ -9,3 +11,12 @@ pytest_plugins: list[str] = [
     "tests.fixtures.frontend",
     "tests.fixtures.stack",
 ]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the browser tests last (otherwise in collection order).
+
+    Playwright's sync API keeps an event loop running in the main thread from its first use to the
+    end of the session, and pytest-asyncio cannot run an async test or fixture under it.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
