@@ -24,6 +24,13 @@ from backend.repository import FruitRepository
 
 logger = logging.getLogger(__name__)
 
+# PredictBatch chunks of 100k rows are ~10 MB for a 13-feature model; gRPC's default cap is 4 MB.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MESSAGE_SIZE_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+
 
 class BackendServer:
     """A grpc.aio server together with its health status and the tasks that keep it current.
@@ -64,7 +71,7 @@ def create_server(
     settings: Settings, *, repository: FruitRepository, predictor: Predictor
 ) -> tuple[BackendServer, int]:
     """Build (not start) the server with every service registered; returns it and its bound port."""
-    server = aio.server(interceptors=[ErrorMappingInterceptor()])
+    server = aio.server(interceptors=[ErrorMappingInterceptor()], options=MESSAGE_SIZE_OPTIONS)
     page_tokens = PageTokenCodec(settings.page_token_secret.get_secret_value().encode())
     fruits_pb2_grpc.add_FruitServiceServicer_to_server(FruitServicer(repository, page_tokens), server)
     prediction_servicer = PredictionServicer(predictor)

@@ -206,3 +206,22 @@ async def test_a_duplicated_column_is_invalid_argument(stub: Stub) -> None:
 
 async def test_health_reports_prediction_service_serving(backend_with_model: RunningBackend) -> None:
     assert await backend_with_model.status("fruitstack.v1.PredictionService") == "SERVING"
+
+
+async def test_predict_batch_takes_chunks_above_grpcs_default_4mb_limit(
+    backend_with_model: RunningBackend, pipeline: Any
+) -> None:
+    big = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+    async with aio.insecure_channel(backend_with_model.target, options=big) as channel:
+        stub: Stub = predictions_pb2_grpc.PredictionServiceStub(channel)
+        model = await get_model(stub)
+        x = random_rows(model, 200_000, seed=11)  # 6.4 MB of features in, 4.8 MB of probabilities out
+
+        async def requests() -> AsyncIterator[predictions_pb2.PredictBatchRequest]:
+            yield columns.batch_request({f.name: x[:, j] for j, f in enumerate(model.features)})
+
+        answers = [a async for a in stub.PredictBatch(requests(), timeout=60)]
+    assert len(answers) == 1
+    np.testing.assert_array_equal(
+        np.asarray(answers[0].label_indices), pipeline.predict_proba(x).argmax(axis=1)
+    )
