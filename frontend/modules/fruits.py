@@ -195,7 +195,9 @@ def fruits_server(
         first = (len(tokens()) - 1) * page_size
         if not listing.fruits:
             return "no fruits yet" if first == 0 else "no more fruits"
-        return f"{first + 1}-{first + len(listing.fruits)} of {listing.total_size}"
+        last = first + len(listing.fruits)
+        shown = f"{last}" if last == first + 1 else f"{first + 1}-{last}"
+        return f"{shown} of {listing.total_size}"
 
     @reactive.effect
     def _pager_buttons() -> None:

@@ -80,6 +80,17 @@ def test_add_fruit_is_listed_and_counted(
     table.expect_cell("papaya", row=0, col=0)
     total.expect_value("4 fruits, 3 distinct")
 
+    # Pages of three (FRUITS_PAGE_SIZE in the fixture): the oldest fruit is on the second page.
+    page_info = controller.OutputText(page, "fruits-page_info")
+    page_info.expect_value("1-3 of 4")
+    controller.InputActionButton(page, "fruits-next").click()
+    page_info.expect_value("4 of 4")
+    table.expect_cell("mango", row=0, col=0)
+    table.expect_nrow(1)
+    controller.InputActionButton(page, "fruits-prev").click()
+    page_info.expect_value("1-3 of 4")
+    table.expect_cell("papaya", row=0, col=0)
+
     # Delete the selected row.
     table.select_rows([0])
     controller.InputTaskButton(page, "fruits-delete").click()
@@ -124,9 +135,12 @@ def test_predict_with_the_generated_form(
     expect(page.locator("#predict-version_value")).to_have_text(model_service.version)
     bars = controller.OutputUi(page, "predict-result").loc.locator(".probability")
     expect(bars).to_have_count(3)
-    # The query point is drawn among the training sample for the chosen axes.
+    # The query point is drawn among the training sample; choosing another axis redraws it.
+    plot = controller.OutputPlot(page, "predict-scatter").loc.locator("img")
+    expect(plot).to_be_visible()
+    before = plot.get_attribute("src")
     controller.InputSelect(page, "predict-y").set(features[2].name)
-    expect(controller.OutputPlot(page, "predict-scatter").loc.locator("img")).to_be_visible()
+    expect(plot).not_to_have_attribute("src", before or "")
     shot(page, screenshot_dir, "predict")
 
 
