@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
@@ -71,3 +73,41 @@ async def test_the_callers_deadline_bounds_the_model_call(
         assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         await asyncio.wait_for(silent.closed.wait(), 5)
         assert silent.open_for[0] < 1.5, "the model call outlived the caller's deadline"
+
+
+@pytest.fixture
+def unreachable_model_url() -> Iterator[str]:
+    """A port whose accept queue is full: connections neither succeed nor get refused (like a gone host)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):  # fill the accept queue; later SYNs are dropped, so connect() just waits
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+async def test_a_model_service_that_accepts_no_connection_is_unavailable_fast(
+    unreachable_model_url: str, mongodb_uri: str, mongodb_database: str
+) -> None:
+    settings = backend_settings(
+        mongodb_uri=mongodb_uri, mongodb_database=mongodb_database, model_url=unreachable_model_url
+    )
+    async with running_backend(settings) as backend:
+        stub = predictions_pb2_grpc.PredictionServiceStub(backend.channel)
+        began = time.monotonic()
+        with pytest.raises(aio.AioRpcError) as caught:
+            await stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "accepted no connection" in (caught.value.details() or "")
+        assert time.monotonic() - began < 5
