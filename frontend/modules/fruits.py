@@ -45,8 +45,13 @@ def fruits_ui() -> TagChild:
                 width="100%",
                 maxlength="200",
             ),
-            ui.div(ui.output_text("add_error"), class_="text-danger small mb-1", role="alert"),
-            ui.div(ui.output_text("add_ok"), class_="text-success small mb-1"),
+            # One line under the input for the outcome: the backend's message, or what was added.
+            ui.div(
+                ui.span(ui.output_text("add_error", inline=True), class_="text-danger", role="alert"),
+                ui.span(ui.output_text("add_ok", inline=True), class_="text-success"),
+                class_="small",
+                style="min-height: 1.5em",
+            ),
             ui.output_ui("notice"),
             ui.output_data_frame("table"),
             ui.card_footer(
