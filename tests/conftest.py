@@ -14,9 +14,15 @@ pytest_plugins: list[str] = [
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the browser tests last (otherwise in collection order).
+    """Run the browser and whole-stack tests last (otherwise in collection order).
 
     Playwright's sync API keeps an event loop running in the main thread from its first use to the
-    end of the session, and pytest-asyncio cannot run an async test or fixture under it.
+    end of the session, and pytest-asyncio cannot run an async test or fixture under it. Whole-stack
+    tests move as one block so that their module-scoped stack is built once.
     """
-    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+    def order(item: pytest.Item) -> tuple[bool, bool]:
+        docker = item.get_closest_marker("docker") is not None
+        return (docker or item.get_closest_marker("browser") is not None, docker)
+
+    items.sort(key=order)
