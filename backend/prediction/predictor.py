@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from backend.exceptions import InvalidArgument, Unavailable
 from backend.prediction.client import ModelClient
 from backend.prediction.coalescer import Coalescer
 from backend.prediction.schema import FloatArray, ModelInfo
+
+SCHEMA_RECHECK_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,7 @@ class Predictor:
         self._client = client
         self._schema: ModelInfo | None = None
         self._schema_lock = asyncio.Lock()
+        self._schema_read_at = -math.inf  # time.monotonic() of the last /model answer
         self._coalescer: Coalescer[Mapping[str, float], Prediction] = Coalescer(
             self._score_rows, max_in_flight=max_in_flight
         )
@@ -69,6 +73,7 @@ class Predictor:
         """The model in service, asked afresh (and cached for validating predictions)."""
         info = ModelInfo.from_json(await self._client.model(time_left=time_left))
         self._schema = info
+        self._schema_read_at = time.monotonic()
         return info
 
     async def _current_schema(self, time_left: float | None) -> ModelInfo:
@@ -80,10 +85,13 @@ class Predictor:
             assert self._schema is not None
             return self._schema
 
-    async def _refresh_schema(self, seen_version: str, time_left: float | None) -> ModelInfo:
-        """Fetch the schema again unless another caller already has the version we saw."""
+    async def _refresh_schema(self, stale_version: str | None, time_left: float | None) -> ModelInfo:
+        """Fetch the schema again if the cache still holds `stale_version` (None: in any case).
+
+        Concurrent callers that saw the same stale version thus cause one fetch, not one each.
+        """
         async with self._schema_lock:
-            if self._schema is None or self._schema.version != seen_version:
+            if stale_version is None or self._schema is None or self._schema.version == stale_version:
                 await self.model(time_left=time_left)
             assert self._schema is not None
             return self._schema
@@ -92,7 +100,15 @@ class Predictor:
 
     async def predict(self, features: Mapping[str, float], *, time_left: float | None = None) -> Prediction:
         schema = await self._current_schema(time_left)
-        schema.row(features)  # fail fast, before joining a batch
+        try:
+            schema.row(features)  # fail fast, before joining a batch
+        except InvalidArgument:
+            # The model may have been replaced behind our back (a reload not made through us) and
+            # expect other features; check at most once a second so bad input cannot flood /model.
+            if time.monotonic() - self._schema_read_at < SCHEMA_RECHECK_S:
+                raise
+            schema = await self._refresh_schema(schema.version, time_left)
+            schema.row(features)
         return await self._coalescer.submit(features, time_left=time_left)
 
     async def _score_rows(
@@ -114,7 +130,7 @@ class Predictor:
             try:
                 answer = await self._client.predict_rows(rows, time_left=time_left)
             except InvalidArgument:
-                if attempt == 0 and (await self._refresh_schema("", time_left)).version != schema.version:
+                if attempt == 0 and (await self._refresh_schema(None, time_left)).version != schema.version:
                     continue
                 raise
             if answer.model_version != schema.version:
@@ -216,7 +232,7 @@ class Predictor:
     async def update_model(self, *, time_left: float | None = None) -> ModelUpdate:
         data = await self._client.reload(time_left=time_left)
         update = ModelUpdate(str(data["previous_version"]), str(data["current_version"]))
-        await self._refresh_schema("", time_left)
+        await self._refresh_schema(None, time_left)
         return update
 
     # ---- readiness ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import TypeAlias
 
+import aiohttp
 import grpc
 import pytest
 from fruitstack.v1 import fruits_pb2, predictions_pb2, predictions_pb2_grpc
@@ -132,3 +133,36 @@ async def test_predictions_keep_working_while_mongodb_is_down(
         assert (await stub.Predict(request, timeout=10)).label
         assert (await stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10)).model.version
         assert await backend.status(PREDICTION_SERVICE) == "SERVING"
+
+
+async def test_a_model_swapped_behind_the_backend_is_picked_up_from_the_next_request(
+    private_model_service: ModelService, mongodb_uri: str, mongodb_database: str
+) -> None:
+    settings = backend_settings(
+        mongodb_uri=mongodb_uri, mongodb_database=mongodb_database, model_url=private_model_service.url
+    )
+    async with running_backend(settings) as backend:
+        stub = prediction_stub(backend)
+        iris_request = await typical_request(stub)
+        assert (await stub.Predict(iris_request, timeout=10)).label
+
+        # Someone reloads the model service directly (not through UpdateModel) to a wine model.
+        wine_version = await asyncio.to_thread(private_model_service.train, dataset="wine", seed=1)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{private_model_service.url}/reload", json={}) as response,
+        ):
+            assert response.status == 200, await response.text()
+        await asyncio.sleep(1.1)  # the backend re-reads the schema at most once a second
+
+        wine = predictions_pb2.PredictRequest(features={"alcohol": 13.0, "malic_acid": 2.3, "ash": 2.4})
+        with pytest.raises(aio.AioRpcError) as caught:
+            await stub.Predict(wine, timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert wine_version in (caught.value.details() or "")
+        assert "proline" in (caught.value.details() or "")
+
+        model = (await stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10)).model
+        full = predictions_pb2.PredictRequest(features={f.name: f.mean for f in model.features})
+        answer = await stub.Predict(full, timeout=10)
+        assert answer.model_version == wine_version
