@@ -153,13 +153,6 @@ class Predictor:
 
     # ---- bulk ---------------------------------------------------------------------------------
 
-    async def predict_columns(
-        self, columns: Mapping[str, FloatArray], *, time_left: float | None = None
-    ) -> BulkPrediction:
-        """Score one chunk given as named columns (validated: names, equal lengths, finite values)."""
-        schema = await self._current_schema(time_left)
-        return await self._score_matrix(schema, schema.matrix(columns), time_left)
-
     async def _score_matrix(
         self, schema: ModelInfo, x: FloatArray, time_left: float | None
     ) -> BulkPrediction:
