@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from typing import Any
+
 import pytest
 
 pytest_plugins: list[str] = [
@@ -11,6 +14,21 @@ pytest_plugins: list[str] = [
     "tests.fixtures.frontend",
     "tests.fixtures.stack",
 ]
+
+# Debian's Chromium: this machine can download no browser, so `playwright install` is never used.
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """pytest-playwright's launch options, pointed at Debian's Chromium, headless and offline."""
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)")
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    }
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

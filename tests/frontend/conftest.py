@@ -1,8 +1,10 @@
-"""Browser tests drive Debian's Chromium (never a downloaded browser) and save screenshots as artifacts."""
+"""Browser test settings: a laptop-sized page, patient timeouts, screenshots kept as artifacts.
+
+The browser itself (Debian's Chromium) is set up in tests/conftest.py.
+"""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,22 +13,10 @@ from playwright.sync_api import Page, expect
 
 from tests.support import ROOT
 
-CHROMIUM = "/usr/bin/chromium"
 # Git-ignored; CI can keep it as a build artifact.
 SCREENSHOT_DIR = ROOT / ".artifacts" / "screenshots"
 # A busy 2-core machine runs a backend, a model service and a browser at once: be patient.
 TIMEOUT_MS = 30_000
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.skip("Debian's Chromium is not installed (apt-get install -y chromium)")
-    return {
-        **browser_type_launch_args,
-        "executable_path": CHROMIUM,
-        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    }
 
 
 @pytest.fixture(scope="session")
