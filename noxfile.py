@@ -233,9 +233,16 @@ def _time_to_healthy(session: nox.Session, env: dict[str, str]) -> dict[str, flo
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmark Predict/PredictBatch against a FastAPI baseline and an empty gRPC server (a few minutes).
+    """Benchmarks (several minutes): Predict/PredictBatch and ListFruits paging, each against a reference.
 
-    Prints a table and writes .artifacts/bench.json; extra arguments go to bench/predict_bench.py.
+    `nox -s bench` runs both; `nox -s bench -- predict ARGS` or `-- list ARGS` runs one, passing ARGS
+    on. They print tables and write .artifacts/bench.json and .artifacts/bench-list.json.
     """
     session.install(*RUNTIME_REQUIREMENTS, "-r", "requirements-dev.txt")
-    session.run("python", "-m", "bench.predict_bench", *session.posargs, env=BENTO_ENV)
+    benches = {"predict": "bench.predict_bench", "list": "bench.list_bench"}
+    chosen, args = (session.posargs[0], session.posargs[1:]) if session.posargs else (None, [])
+    if chosen is not None and chosen not in benches:
+        session.error(f"unknown benchmark {chosen!r}; choose one of {', '.join(benches)}")
+    for name, module in benches.items():
+        if chosen in (None, name):
+            session.run("python", "-m", module, *args, env=BENTO_ENV)

@@ -1,4 +1,4 @@
-"""`nox -s bench`: Predict through the backend and the model service against two references.
+"""`nox -s bench -- predict`: Predict through the backend and the model service against two references.
 
 In one run, on this machine, one scenario at a time (so they do not compete for the cores):
   (a) baseline: a minimal FastAPI app with the joblib model in-process (bench/baseline_app.py);
