@@ -59,6 +59,11 @@ class DependencyWatcher:
         return healthy
 
     async def run(self) -> None:
+        task = asyncio.current_task()
         while True:
             await self.check_once()
+            # A client library may turn a cancel that lands inside the probe into an ordinary error
+            # (which check_once reports as NOT_SERVING); honour it here so stop() never waits forever.
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             await asyncio.sleep(self._interval_s)

@@ -6,6 +6,13 @@ import shutil
 from typing import Any
 
 import pytest
+from grpc.experimental.aio import init_grpc_aio  # type: ignore[import-not-found]  # grpc-stubs lacks it
+
+# Hold one reference to grpc's asyncio machinery for the whole session, from the main thread: the
+# tests create and drop many aio servers and channels on several event loops, and grpc tears its
+# poller down when the last one goes, which can deadlock the process in a garbage collection at the
+# end of the session (grpc/grpc#22365; the maintainers' advice is this early init_grpc_aio()).
+init_grpc_aio()
 
 pytest_plugins: list[str] = [
     "tests.fixtures.mongo",
