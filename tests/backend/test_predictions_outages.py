@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import TypeAlias
 
 import aiohttp
@@ -33,90 +34,96 @@ async def wait_for_status(backend: RunningBackend, service: str, status: str) ->
         await asyncio.sleep(0.1)
 
 
+@pytest.fixture
+async def backend_with_private_model(
+    private_model_service: ModelService, mongodb_uri: str, mongodb_database: str
+) -> AsyncIterator[RunningBackend]:
+    """The backend in front of this test's own model service, which the test may kill or retrain."""
+    settings = backend_settings(
+        mongodb_uri=mongodb_uri, mongodb_database=mongodb_database, model_url=private_model_service.url
+    )
+    async with running_backend(settings) as backend:
+        yield backend
+
+
 async def typical_request(stub: Stub) -> predictions_pb2.PredictRequest:
     model = (await stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10)).model
     return predictions_pb2.PredictRequest(features={f.name: f.mean for f in model.features})
 
 
 async def test_model_service_killed_is_unavailable_fruits_still_work_and_restart_recovers(
-    private_model_service: ModelService, mongodb_uri: str, mongodb_database: str
+    private_model_service: ModelService, backend_with_private_model: RunningBackend
 ) -> None:
-    settings = backend_settings(
-        mongodb_uri=mongodb_uri, mongodb_database=mongodb_database, model_url=private_model_service.url
-    )
-    async with running_backend(settings) as backend:
-        stub = prediction_stub(backend)
-        request = await typical_request(stub)
-        assert (await stub.Predict(request, timeout=10)).label
-        await wait_for_status(backend, PREDICTION_SERVICE, "SERVING")
+    backend = backend_with_private_model
+    stub = prediction_stub(backend)
+    request = await typical_request(stub)
+    assert (await stub.Predict(request, timeout=10)).label
+    await wait_for_status(backend, PREDICTION_SERVICE, "SERVING")
 
-        await asyncio.to_thread(private_model_service.kill)
+    await asyncio.to_thread(private_model_service.kill)
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub.Predict(request, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "model service" in (caught.value.details() or "")
+    for call in (
+        stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10),
+        stub.UpdateModel(predictions_pb2.UpdateModelRequest(), timeout=10),
+    ):
         with pytest.raises(aio.AioRpcError) as caught:
-            await stub.Predict(request, timeout=10)
+            await call
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert "model service" in (caught.value.details() or "")
-        for call in (
-            stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10),
-            stub.UpdateModel(predictions_pb2.UpdateModelRequest(), timeout=10),
-        ):
-            with pytest.raises(aio.AioRpcError) as caught:
-                await call
-            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-        await wait_for_status(backend, PREDICTION_SERVICE, "NOT_SERVING")
+    await wait_for_status(backend, PREDICTION_SERVICE, "NOT_SERVING")
 
-        # The fruit store does not depend on the model service.
-        assert await backend.status(FRUIT_SERVICE) == "SERVING"
-        added = await backend.fruits.AddFruit(fruits_pb2.AddFruitRequest(name="kiwi"), timeout=5)
-        listed = await backend.fruits.ListFruits(fruits_pb2.ListFruitsRequest(), timeout=5)
-        assert added.fruit.id in [f.id for f in listed.fruits]
+    # The fruit store does not depend on the model service.
+    assert await backend.status(FRUIT_SERVICE) == "SERVING"
+    added = await backend.fruits.AddFruit(fruits_pb2.AddFruitRequest(name="kiwi"), timeout=5)
+    listed = await backend.fruits.ListFruits(fruits_pb2.ListFruitsRequest(), timeout=5)
+    assert added.fruit.id in [f.id for f in listed.fruits]
 
-        await asyncio.to_thread(private_model_service.start)
-        await wait_for_status(backend, PREDICTION_SERVICE, "SERVING")
-        answer = await stub.Predict(request, timeout=10)
-        assert answer.label
-        assert answer.model_version
+    await asyncio.to_thread(private_model_service.start)
+    await wait_for_status(backend, PREDICTION_SERVICE, "SERVING")
+    answer = await stub.Predict(request, timeout=10)
+    assert answer.label
+    assert answer.model_version
 
 
 async def test_update_model_under_a_stream_of_predicts_loses_none(
-    private_model_service: ModelService, mongodb_uri: str, mongodb_database: str
+    private_model_service: ModelService, backend_with_private_model: RunningBackend
 ) -> None:
-    settings = backend_settings(
-        mongodb_uri=mongodb_uri, mongodb_database=mongodb_database, model_url=private_model_service.url
-    )
-    async with running_backend(settings) as backend:
-        stub = prediction_stub(backend)
-        request = await typical_request(stub)
-        before = (await stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10)).model.version
-        stop = asyncio.Event()
-        versions: list[str] = []
-        failures: list[aio.AioRpcError] = []
+    backend = backend_with_private_model
+    stub = prediction_stub(backend)
+    request = await typical_request(stub)
+    before = (await stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10)).model.version
+    stop = asyncio.Event()
+    versions: list[str] = []
+    failures: list[aio.AioRpcError] = []
 
-        async def caller() -> None:
-            while not stop.is_set():
-                try:
-                    versions.append((await stub.Predict(request, timeout=20)).model_version)
-                except aio.AioRpcError as exc:
-                    failures.append(exc)
+    async def caller() -> None:
+        while not stop.is_set():
+            try:
+                versions.append((await stub.Predict(request, timeout=20)).model_version)
+            except aio.AioRpcError as exc:
+                failures.append(exc)
 
-        callers = [asyncio.create_task(caller()) for _ in range(8)]
-        try:
-            new_version = await asyncio.to_thread(private_model_service.train, seed=7)
-            await asyncio.sleep(0.3)
-            update = await stub.UpdateModel(predictions_pb2.UpdateModelRequest(), timeout=60)
-            calls_at_update = len(versions)
-            await asyncio.sleep(1.0)
-        finally:
-            stop.set()
-            await asyncio.gather(*callers)
+    callers = [asyncio.create_task(caller()) for _ in range(8)]
+    try:
+        new_version = await asyncio.to_thread(private_model_service.train, seed=7)
+        await asyncio.sleep(0.3)
+        update = await stub.UpdateModel(predictions_pb2.UpdateModelRequest(), timeout=60)
+        calls_at_update = len(versions)
+        await asyncio.sleep(1.0)
+    finally:
+        stop.set()
+        await asyncio.gather(*callers)
 
-        assert failures == []
-        assert update.previous_version == before
-        assert update.current_version == new_version != before
-        assert len(versions) > calls_at_update > 0
-        assert versions[0] == before
-        assert versions[-1] == new_version
-        model = (await stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10)).model
-        assert model.version == new_version
+    assert failures == []
+    assert update.previous_version == before
+    assert update.current_version == new_version != before
+    assert len(versions) > calls_at_update > 0
+    assert versions[0] == before
+    assert versions[-1] == new_version
+    model = (await stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10)).model
+    assert model.version == new_version
 
 
 async def test_predictions_keep_working_while_mongodb_is_down(
@@ -136,33 +143,30 @@ async def test_predictions_keep_working_while_mongodb_is_down(
 
 
 async def test_a_model_swapped_behind_the_backend_is_picked_up_from_the_next_request(
-    private_model_service: ModelService, mongodb_uri: str, mongodb_database: str
+    private_model_service: ModelService, backend_with_private_model: RunningBackend
 ) -> None:
-    settings = backend_settings(
-        mongodb_uri=mongodb_uri, mongodb_database=mongodb_database, model_url=private_model_service.url
-    )
-    async with running_backend(settings) as backend:
-        stub = prediction_stub(backend)
-        iris_request = await typical_request(stub)
-        assert (await stub.Predict(iris_request, timeout=10)).label
+    backend = backend_with_private_model
+    stub = prediction_stub(backend)
+    iris_request = await typical_request(stub)
+    assert (await stub.Predict(iris_request, timeout=10)).label
 
-        # Someone reloads the model service directly (not through UpdateModel) to a wine model.
-        wine_version = await asyncio.to_thread(private_model_service.train, dataset="wine", seed=1)
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(f"{private_model_service.url}/reload", json={}) as response,
-        ):
-            assert response.status == 200, await response.text()
-        await asyncio.sleep(1.1)  # the backend re-reads the schema at most once a second
+    # Someone reloads the model service directly (not through UpdateModel) to a wine model.
+    wine_version = await asyncio.to_thread(private_model_service.train, dataset="wine", seed=1)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{private_model_service.url}/reload", json={}) as response,
+    ):
+        assert response.status == 200, await response.text()
+    await asyncio.sleep(1.1)  # the backend re-reads the schema at most once a second
 
-        wine = predictions_pb2.PredictRequest(features={"alcohol": 13.0, "malic_acid": 2.3, "ash": 2.4})
-        with pytest.raises(aio.AioRpcError) as caught:
-            await stub.Predict(wine, timeout=10)
-        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert wine_version in (caught.value.details() or "")
-        assert "proline" in (caught.value.details() or "")
+    wine = predictions_pb2.PredictRequest(features={"alcohol": 13.0, "malic_acid": 2.3, "ash": 2.4})
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub.Predict(wine, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert wine_version in (caught.value.details() or "")
+    assert "proline" in (caught.value.details() or "")
 
-        model = (await stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10)).model
-        full = predictions_pb2.PredictRequest(features={f.name: f.mean for f in model.features})
-        answer = await stub.Predict(full, timeout=10)
-        assert answer.model_version == wine_version
+    model = (await stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10)).model
+    full = predictions_pb2.PredictRequest(features={f.name: f.mean for f in model.features})
+    answer = await stub.Predict(full, timeout=10)
+    assert answer.model_version == wine_version
