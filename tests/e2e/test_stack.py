@@ -21,6 +21,7 @@ from playwright.sync_api import Page
 from shiny.playwright import controller
 
 from tests import support
+from tests.browser import expect_table_cell
 from tests.fixtures.stack import ComposeStack
 from tests.support import wait_until
 
@@ -190,7 +191,7 @@ def test_fruit_added_in_the_browser_is_listed(stack: ComposeStack, page: Page, c
     controller.InputSubmitTextarea(page, "fruits-fruit_name").set(name, submit=True)
 
     # Newest first: the fruit just added tops the list the page shows ...
-    controller.OutputDataFrame(page, "fruits-table").expect_cell(name, row=0, col=0, timeout=30_000)
+    expect_table_cell(page, "fruits-table", name, row=0, col=0)
     page.screenshot(path=stack.log_dir / "fruits.png", full_page=True)
     # ... and it went through the real backend into MongoDB.
     listed = fruits_pb2_grpc.FruitServiceStub(channel).ListFruits(fruits_pb2.ListFruitsRequest(), timeout=30)

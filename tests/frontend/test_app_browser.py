@@ -19,6 +19,7 @@ from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predicti
 from playwright.sync_api import Page, expect
 from shiny.playwright import controller
 
+from tests.browser import expect_table_cell
 from tests.fixtures.backend import BackendProcess
 from tests.fixtures.frontend import FrontendProcess, FrontendStack
 from tests.fixtures.model_service import ModelService
@@ -63,11 +64,11 @@ def test_add_fruit_is_listed_and_counted(
     name.set("mango")
     name.loc.press("Enter")
     controller.OutputText(page, "fruits-add_ok").expect_value("Added “mango”.")
-    table.expect_cell("mango", row=0, col=0)
+    expect_table_cell(page, "fruits-table", "mango", row=0, col=0)
     # ... and so does the Add button; the newest is listed first.
     name.set("kiwi", submit=True)
-    table.expect_cell("kiwi", row=0, col=0)
-    table.expect_cell("mango", row=1, col=0)
+    expect_table_cell(page, "fruits-table", "kiwi", row=0, col=0)
+    expect_table_cell(page, "fruits-table", "mango", row=1, col=0)
     name.set("mango", submit=True)
     total.expect_value("3 fruits, 2 distinct")
     controller.OutputText(page, "fruits-page_info").expect_value("1-3 of 3")
@@ -77,7 +78,7 @@ def test_add_fruit_is_listed_and_counted(
 
     # A fruit added by another client appears without a reload (polling).
     add_fruit_elsewhere(shared_frontend, "papaya")
-    table.expect_cell("papaya", row=0, col=0)
+    expect_table_cell(page, "fruits-table", "papaya", row=0, col=0)
     total.expect_value("4 fruits, 3 distinct")
 
     # Pages of three (FRUITS_PAGE_SIZE in the fixture): the oldest fruit is on the second page.
@@ -85,16 +86,16 @@ def test_add_fruit_is_listed_and_counted(
     page_info.expect_value("1-3 of 4")
     controller.InputActionButton(page, "fruits-next").click()
     page_info.expect_value("4 of 4")
-    table.expect_cell("mango", row=0, col=0)
+    expect_table_cell(page, "fruits-table", "mango", row=0, col=0)
     table.expect_nrow(1)
     controller.InputActionButton(page, "fruits-prev").click()
     page_info.expect_value("1-3 of 4")
-    table.expect_cell("papaya", row=0, col=0)
+    expect_table_cell(page, "fruits-table", "papaya", row=0, col=0)
 
     # Delete the selected row.
     table.select_rows([0])
     controller.InputTaskButton(page, "fruits-delete").click()
-    table.expect_cell("mango", row=0, col=0)
+    expect_table_cell(page, "fruits-table", "mango", row=0, col=0)
     total.expect_value("3 fruits, 2 distinct")
     shot(page, screenshot_dir, "fruits")
 
@@ -185,8 +186,7 @@ def test_upload_csv_and_download_results(
     expect(check.loc).to_contain_text("300 rows ready to score")
     controller.InputTaskButton(page, "bulk-score").click()
     expect(page.locator("#bulk-summary_text")).to_contain_text("Scored 300 rows with model version")
-    results = controller.OutputDataFrame(page, "bulk-results")
-    results.expect_cell("0", row=0, col=0)
+    expect_table_cell(page, "bulk-results", "0", row=0, col=0)
     shot(page, screenshot_dir, "bulk")
 
     with page.expect_download() as download_info:
@@ -249,7 +249,7 @@ def test_model_service_outage_is_reported_while_fruits_keep_working(
     open_tab(page, "fruits")
     name = controller.InputSubmitTextarea(page, "fruits-fruit_name")
     name.set("durian", submit=True)
-    controller.OutputDataFrame(page, "fruits-table").expect_cell("durian", row=0, col=0)
+    expect_table_cell(page, "fruits-table", "durian", row=0, col=0)
     expect(page.locator("[data-service=fruit-store]")).to_have_attribute("data-state", "up")
 
     # It recovers by itself when the model service is back.
@@ -277,10 +277,9 @@ def test_backend_outage_is_reported_and_recovers(
     page = app_page
     page.goto(frontend_without_model.url)
     name = controller.InputSubmitTextarea(page, "fruits-fruit_name")
-    table = controller.OutputDataFrame(page, "fruits-table")
     notice = controller.OutputUi(page, "fruits-notice")
     name.set("fig", submit=True)
-    table.expect_cell("fig", row=0, col=0)
+    expect_table_cell(page, "fruits-table", "fig", row=0, col=0)
     # No model service behind this backend: the prediction panels say so, fruits work.
     expect(page.locator("[data-service=model]")).to_have_attribute("data-state", "down")
 
@@ -297,8 +296,8 @@ def test_backend_outage_is_reported_and_recovers(
     expect(notice.loc).to_be_empty()
     expect(page.locator("[data-service=backend]")).to_have_attribute("data-state", "up")
     name.set("date", submit=True)
-    table.expect_cell("date", row=0, col=0)
-    table.expect_cell("fig", row=1, col=0)
+    expect_table_cell(page, "fruits-table", "date", row=0, col=0)
+    expect_table_cell(page, "fruits-table", "fig", row=1, col=0)
 
 
 def test_mongodb_outage_is_reported_and_recovers(
@@ -314,9 +313,8 @@ def test_mongodb_outage_is_reported_and_recovers(
         page = app_page
         page.goto(frontend.url)
         name = controller.InputSubmitTextarea(page, "fruits-fruit_name")
-        table = controller.OutputDataFrame(page, "fruits-table")
         name.set("lychee", submit=True)
-        table.expect_cell("lychee", row=0, col=0)
+        expect_table_cell(page, "fruits-table", "lychee", row=0, col=0)
 
         private_mongo.stop()
         expect(controller.OutputUi(page, "fruits-notice").loc).to_contain_text(
@@ -328,8 +326,8 @@ def test_mongodb_outage_is_reported_and_recovers(
         private_mongo.start()
         expect(controller.OutputUi(page, "fruits-notice").loc).to_be_empty()
         name.set("quince", submit=True)
-        table.expect_cell("quince", row=0, col=0)
-        table.expect_cell("lychee", row=1, col=0)
+        expect_table_cell(page, "fruits-table", "quince", row=0, col=0)
+        expect_table_cell(page, "fruits-table", "lychee", row=1, col=0)
     finally:
         frontend.stop()
         backend.process.stop()

@@ -1,0 +1,21 @@
+"""Helpers for the browser tests (the app's pages driven through Shiny's Playwright controllers)."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Page, expect
+from shiny.playwright import controller
+
+
+def expect_table_cell(
+    page: Page, table_id: str, value: str, *, row: int, col: int, timeout: float = 30_000
+) -> None:
+    """The data frame `table_id` shows `value` at (row, col), waiting through re-renders.
+
+    Not `OutputDataFrame.expect_cell`: before it waits, it scrolls the first row into view through an
+    element handle, and a re-render that lands meanwhile (the fruits list polls) detaches that row and
+    fails the test outright. Our tables are paged, so every row is already on screen; a plain locator
+    assertion re-resolves the cell until it matches.
+    """
+    expect(controller.OutputDataFrame(page, table_id).cell_locator(row, col)).to_have_text(
+        value, timeout=timeout
+    )
