@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 
+import uvloop
 from pydantic import ValidationError
 
 from backend.config import Settings
@@ -21,7 +21,9 @@ def main() -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    asyncio.run(serve(settings))
+    # uvloop: the event loop is the backend's bottleneck under load; it measured ~15% more Predict
+    # calls per second at 32 callers than asyncio's default loop (`nox -s bench`).
+    uvloop.run(serve(settings))
     return 0
 
 

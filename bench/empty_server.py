@@ -1,14 +1,16 @@
 """The ceiling of issue 6: a grpc.aio server answering Predict with a constant, doing no work.
 
+It runs on uvloop like `python -m backend`, so the two differ only in the work done per call.
+
 python -m bench.empty_server PORT
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Any
 
+import uvloop
 from fruitstack.v1 import predictions_pb2, predictions_pb2_grpc
 from grpc import aio
 
@@ -37,4 +39,4 @@ async def serve(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(int(sys.argv[1])))
+    uvloop.run(serve(int(sys.argv[1])))

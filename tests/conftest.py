@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
+import uvloop
 from grpc.experimental.aio import init_grpc_aio  # type: ignore[import-not-found]  # grpc-stubs lacks it
 
 # Hold one reference to grpc's asyncio machinery for the whole session, from the main thread: the
@@ -21,6 +23,14 @@ pytest_plugins: list[str] = [
     "tests.fixtures.frontend",
     "tests.fixtures.stack",
 ]
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], Any]]:
+    """Async tests and fixtures run on uvloop, the event loop `python -m backend` runs on."""
+    return {"uvloop": uvloop.new_event_loop}
+
 
 # Debian's Chromium: this machine can download no browser, so `playwright install` is never used.
 CHROMIUM = "/usr/bin/chromium"
