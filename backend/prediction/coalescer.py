@@ -53,12 +53,13 @@ class Coalescer(Generic[Row, Result]):
         if self._in_flight < self._max_in_flight:
             self._launch()
         try:
-            return await asyncio.wait_for(future, time_left)
+            async with asyncio.timeout(time_left):  # on expiry the future is cancelled: _launch skips it
+                return await future
         except TimeoutError:
             raise DeadlineExceeded(f"the prediction did not finish within {time_left:.3g}s") from None
 
     def _launch(self) -> None:
-        # Callers that gave up (their future was cancelled by wait_for) are not sent.
+        # Callers that gave up (their future was cancelled by the timeout) are not sent.
         self._queue = [w for w in self._queue if not w.future.done()]
         if not self._queue:
             return

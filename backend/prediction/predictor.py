@@ -38,6 +38,15 @@ class BulkPrediction:
 
 
 @dataclass(frozen=True, slots=True)
+class _Query:
+    """One single prediction waiting to join a batch: its features as checked against `version`."""
+
+    features: Mapping[str, float]
+    row: list[float]
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
 class ModelUpdate:
     previous_version: str
     current_version: str
@@ -62,7 +71,7 @@ class Predictor:
         self._schema: ModelInfo | None = None
         self._schema_lock = asyncio.Lock()
         self._schema_read_at = -math.inf  # time.monotonic() of the last /model answer
-        self._coalescer: Coalescer[Mapping[str, float], Prediction] = Coalescer(
+        self._coalescer: Coalescer[_Query, Prediction] = Coalescer(
             self._score_rows, max_in_flight=max_in_flight
         )
         self._bulk_window = bulk_window
@@ -101,27 +110,28 @@ class Predictor:
     async def predict(self, features: Mapping[str, float], *, time_left: float | None = None) -> Prediction:
         schema = await self._current_schema(time_left)
         try:
-            schema.row(features)  # fail fast, before joining a batch
+            row = schema.row(features)  # fail fast, before joining a batch
         except InvalidArgument:
             # The model may have been replaced behind our back (a reload not made through us) and
             # expect other features; check at most once a second so bad input cannot flood /model.
             if time.monotonic() - self._schema_read_at < SCHEMA_RECHECK_S:
                 raise
             schema = await self._refresh_schema(schema.version, time_left)
-            schema.row(features)
-        return await self._coalescer.submit(features, time_left=time_left)
+            row = schema.row(features)
+        return await self._coalescer.submit(_Query(features, row, schema.version), time_left=time_left)
 
     async def _score_rows(
-        self, batch: list[Mapping[str, float]], time_left: float | None
+        self, batch: list[_Query], time_left: float | None
     ) -> list[Prediction | BaseException]:
         # Two attempts: when the model changed under us (UpdateModel), re-read the schema and retry once.
         for attempt in range(2):
             schema = await self._current_schema(time_left)
             results: list[Prediction | BaseException | None] = []  # None: still to be scored
             rows: list[list[float]] = []
-            for features in batch:
+            for query in batch:
                 try:
-                    rows.append(schema.row(features))
+                    # Checked at submit time; only a schema that changed since needs a second look.
+                    rows.append(query.row if query.version == schema.version else schema.row(query.features))
                     results.append(None)
                 except InvalidArgument as exc:
                     results.append(exc)

@@ -39,10 +39,11 @@ class ModelInfo:
     trained_at: datetime | None
     sample_columns: dict[str, list[float]] = field(default_factory=dict)
     sample_labels: list[str] = field(default_factory=list)
+    # Derived from `features` once: every prediction's check reads it.
+    feature_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.features)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "feature_names", tuple(f.name for f in self.features))
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ModelInfo:
