@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import numpy as np
@@ -23,13 +23,24 @@ class LoadResult:
     throughput: float  # successful requests per second
     p50_ms: float
     p99_ms: float
+    # CPU milliseconds per successful request, per process (from a CpuProbe), over the measured time.
+    cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+# CPU seconds (user + system) used so far, per process name.
+CpuProbe = Callable[[], dict[str, float]]
+
+
 async def run_load(
-    call: Callable[[int], Awaitable[None]], *, concurrency: int, seconds: float, warmup: float
+    call: Callable[[int], Awaitable[None]],
+    *,
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+    cpu: CpuProbe | None = None,
 ) -> LoadResult:
     """Run `concurrency` callers of call(i) for warmup + seconds; measure only after the warm-up."""
     latencies: list[float] = []
@@ -53,7 +64,14 @@ async def run_load(
             if began >= measure_from:
                 latencies.append(time.perf_counter() - began)
 
+    async def cpu_at_measure_start() -> dict[str, float]:
+        await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+        return cpu() if cpu else {}
+
+    cpu_before = asyncio.ensure_future(cpu_at_measure_start())
     await asyncio.gather(*(caller(w) for w in range(concurrency)))
+    cpu_after = cpu() if cpu else {}
+    used = {name: cpu_after[name] - spent for name, spent in (await cpu_before).items()}
     elapsed = max(time.perf_counter(), stop_at) - measure_from
     ms = np.asarray(latencies) * 1000 if latencies else np.asarray([np.nan])
     return LoadResult(
@@ -64,11 +82,18 @@ async def run_load(
         throughput=len(latencies) / elapsed,
         p50_ms=float(np.percentile(ms, 50)),
         p99_ms=float(np.percentile(ms, 99)),
+        cpu_ms_per_request={name: 1000 * t / len(latencies) for name, t in used.items()} if latencies else {},
     )
 
 
 async def http_load(
-    url: str, bodies: list[dict[str, float]], *, concurrency: int, seconds: float, warmup: float
+    url: str,
+    bodies: list[dict[str, float]],
+    *,
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+    cpu: CpuProbe | None = None,
 ) -> LoadResult:
     """POST {"features": ...} bodies to url (the FastAPI baseline)."""
     payloads = [orjson.dumps({"features": b}) for b in bodies]
@@ -81,11 +106,17 @@ async def http_load(
                 await response.read()
                 response.raise_for_status()
 
-        return await run_load(call, concurrency=concurrency, seconds=seconds, warmup=warmup)
+        return await run_load(call, concurrency=concurrency, seconds=seconds, warmup=warmup, cpu=cpu)
 
 
 async def grpc_load(
-    target: str, bodies: list[dict[str, float]], *, concurrency: int, seconds: float, warmup: float
+    target: str,
+    bodies: list[dict[str, float]],
+    *,
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+    cpu: CpuProbe | None = None,
 ) -> LoadResult:
     """Call PredictionService.Predict on target with the same bodies."""
     requests = [predictions_pb2.PredictRequest(features=b) for b in bodies]
@@ -95,4 +126,4 @@ async def grpc_load(
         async def call(i: int) -> None:
             await stub.Predict(requests[i % len(requests)], timeout=10)
 
-        return await run_load(call, concurrency=concurrency, seconds=seconds, warmup=warmup)
+        return await run_load(call, concurrency=concurrency, seconds=seconds, warmup=warmup, cpu=cpu)

@@ -29,6 +29,7 @@ import grpc
 import httpx
 import joblib
 import numpy as np
+import psutil
 import uvloop
 from fruitstack.v1 import predictions_pb2, predictions_pb2_grpc
 from grpc import aio
@@ -37,7 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 from backend import columns
-from bench.load import LoadResult, grpc_load, http_load
+from bench.load import CpuProbe, LoadResult, grpc_load, http_load
 from tests.support import ROOT, ManagedProcess, free_port
 
 BENTO_DIR = ROOT / "bento"
@@ -156,6 +157,29 @@ async def fetch_model(target: str) -> predictions_pb2.Model:
     return answer.model
 
 
+def cpu_probe(**servers: ManagedProcess) -> CpuProbe:
+    """CPU seconds of each server (with its child processes: bentoml's worker) and of this process
+    alone ("client": the callers). Per request, they show where the machine's two cores go."""
+    trees = {name: psutil.Process(server.proc.pid) for name, server in servers.items() if server.proc}
+    this_process = psutil.Process()
+
+    def seconds(process: psutil.Process) -> float:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            return 0.0
+        return float(times.user + times.system)
+
+    def probe() -> dict[str, float]:
+        used = {
+            name: sum(map(seconds, [root, *root.children(recursive=True)])) for name, root in trees.items()
+        }
+        used["client"] = seconds(this_process)
+        return used
+
+    return probe
+
+
 def loads(run: Any, concurrencies: list[int], console: Console, label: str) -> list[LoadResult]:
     results = []
     for concurrency in concurrencies:
@@ -227,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
             model = asyncio.run(fetch_model(target))
             bodies = sample_rows(model, 1000)
             console.log(f"model {model.name}:{model.version} ({model.dataset}); backend + model service up")
+            cpu = cpu_probe(backend=backend, model=model_service)
             fruitstack = loads(
-                levels(lambda **kw: grpc_load(target, bodies, **kw)), conc, console, "fruitstack"
+                levels(lambda **kw: grpc_load(target, bodies, cpu=cpu, **kw)), conc, console, "fruitstack"
             )
             bulk_result = uvloop.run(bulk(target, model, rows=args.bulk_rows, chunk_rows=args.chunk_rows))
             console.log(f"fruitstack PredictBatch: {bulk_result['rows_per_s']:,.0f} rows/s")
@@ -244,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         with running(baseline_app, lambda: http_ok(f"http://127.0.0.1:{http_port}/docs")):
             url = f"http://127.0.0.1:{http_port}/predict"
-            baseline = loads(levels(lambda **kw: http_load(url, bodies, **kw)), conc, console, "baseline")
+            cpu = cpu_probe(baseline=baseline_app)
+            baseline = loads(
+                levels(lambda **kw: http_load(url, bodies, cpu=cpu, **kw)), conc, console, "baseline"
+            )
 
         # (b) ceiling: an empty grpc.aio server.
         empty_port = free_port()
@@ -252,8 +280,9 @@ def main(argv: list[str] | None = None) -> int:
             "empty", [sys.executable, "-m", "bench.empty_server", str(empty_port)], log_dir=tmp
         )
         with running(empty_server, lambda: grpc_answers(f"127.0.0.1:{empty_port}")):
+            cpu = cpu_probe(ceiling=empty_server)
             ceiling = loads(
-                levels(lambda **kw: grpc_load(f"127.0.0.1:{empty_port}", bodies, **kw)),
+                levels(lambda **kw: grpc_load(f"127.0.0.1:{empty_port}", bodies, cpu=cpu, **kw)),
                 conc,
                 console,
                 "ceiling",
@@ -336,14 +365,20 @@ def build_report(
 
 def print_report(report: dict[str, Any], console: Console) -> None:
     table = Table(title=f"Predict, {report['date']}")
-    for heading in ("scenario", "callers", "req/s", "p50 ms", "p99 ms", "errors"):
-        table.add_column(heading, justify="left" if heading == "scenario" else "right")
+    headings = ("scenario", "callers", "req/s", "p50 ms", "p99 ms", "errors", "CPU ms per request", "cores")
+    text_columns = {"scenario", "CPU ms per request"}
+    for heading in headings:
+        table.add_column(heading, justify="left" if heading in text_columns else "right")
     for row in report["predict"]:
+        cpu_ms = row["cpu_ms_per_request"]
         numbers = (
             f"{row['throughput']:,.0f}",
             f"{row['p50_ms']:.2f}",
             f"{row['p99_ms']:.2f}",
             str(row["errors"]),
+            ", ".join(f"{name} {ms:.2f}" for name, ms in cpu_ms.items()),
+            # Cores busy, all processes together: how close to the machine's limit the scenario ran.
+            f"{sum(cpu_ms.values()) * row['throughput'] / 1000:.2f}",
         )
         table.add_row(row["scenario"], str(row["concurrency"]), *numbers)
     console.print(table)
