@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-rows", type=int, default=100_000)
     parser.add_argument("--output", type=Path, default=ROOT / ".artifacts" / "bench.json")
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=max(Console().width, 130))  # the tables stay readable in CI logs
     conc: list[int] = args.concurrency
 
     def levels(run_one: Any) -> Any:
