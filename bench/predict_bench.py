@@ -1,25 +1,30 @@
 """`nox -s bench -- predict`: Predict through the backend and the model service against two references.
 
-In one run, on this machine, one scenario at a time (so they do not compete for the cores):
+In one run, on this machine, three scenarios, all servers up but loaded one at a time (so they do
+not compete for the cores):
   (a) baseline: a minimal FastAPI app with the joblib model in-process (bench/baseline_app.py);
   (b) ceiling:  an empty grpc.aio server answering Predict with a constant (bench/empty_server.py);
   (c) fruitstack: `python -m backend` in front of a real `bentoml serve`, plus a 1M-row PredictBatch.
-Each is driven by 1 and 32 closed-loop callers from this process; the model is trained afresh into
-a temporary BentoML home, so the run depends on nothing but the code.
+Each is driven by 1 and 32 closed-loop callers from this process, in interleaved rounds (medians
+reported; ratios taken round by round); the model is trained afresh into a temporary BentoML home,
+so the run depends on nothing but the code.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -180,15 +185,39 @@ def cpu_probe(**servers: ManagedProcess) -> CpuProbe:
     return probe
 
 
-def loads(run: Any, concurrencies: list[int], console: Console, label: str) -> list[LoadResult]:
-    results = []
-    for concurrency in concurrencies:
-        result: LoadResult = uvloop.run(run(concurrency))
-        console.log(
-            f"{label}: {concurrency} caller(s): {result.throughput:,.0f}/s, p50 {result.p50_ms:.2f} ms, "
-            f"p99 {result.p99_ms:.2f} ms, {result.errors} errors"
-        )
-        results.append(result)
+# One scenario's load at a given number of callers (its target, bodies and CPU probe bound already).
+Scenario = Callable[..., Coroutine[Any, Any, LoadResult]]
+
+
+def measure(
+    scenarios: dict[str, Scenario],
+    concurrencies: list[int],
+    *,
+    rounds: int,
+    seconds: float,
+    warmup: float,
+    console: Console,
+) -> dict[str, dict[int, list[LoadResult]]]:
+    """Every scenario at every level, `rounds` times, interleaved: round after round, each level runs
+    every scenario back to back (in a rotating order), so a burst of other work on this shared machine
+    lands on one round of all of them rather than on all rounds of one, and ratios are taken between
+    runs minutes apart at most."""
+    results: dict[str, dict[int, list[LoadResult]]] = {
+        name: {c: [] for c in concurrencies} for name in scenarios
+    }
+    names = list(scenarios)
+    for round_number in range(rounds):
+        shift = round_number % len(names)
+        order = names[shift:] + names[:shift]
+        for concurrency in concurrencies:
+            for name in order:
+                result = uvloop.run(scenarios[name](concurrency=concurrency, seconds=seconds, warmup=warmup))
+                console.log(
+                    f"round {round_number + 1}/{rounds}, {name}: {concurrency} caller(s): "
+                    f"{result.throughput:,.0f}/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+                    f"{result.errors} errors"
+                )
+                results[name][concurrency].append(result)
     return results
 
 
@@ -199,15 +228,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per load level")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="times each scenario is measured, interleaved with the others"
+    )
     parser.add_argument("--bulk-rows", type=int, default=1_000_000)
     parser.add_argument("--chunk-rows", type=int, default=100_000)
     parser.add_argument("--output", type=Path, default=ROOT / ".artifacts" / "bench.json")
     args = parser.parse_args(argv)
     console = Console(width=max(Console().width, 130))  # the tables stay readable in CI logs
     conc: list[int] = args.concurrency
-
-    def levels(run_one: Any) -> Any:
-        return lambda c: run_one(concurrency=c, seconds=args.seconds, warmup=args.warmup)
 
     with tempfile.TemporaryDirectory(prefix="fruitstack-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -220,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
             "FRUITSTACK_MODEL_STATE_DIR": str(home / "fruitstack"),
         }
 
+        model_port, grpc_port, http_port, empty_port = free_port(), free_port(), free_port(), free_port()
+        target, empty_target = f"127.0.0.1:{grpc_port}", f"127.0.0.1:{empty_port}"
         # (c) fruitstack: backend + model service.
-        model_port, grpc_port = free_port(), free_port()
         model_service = ManagedProcess(
             "bentoml",
             [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(model_port)],
@@ -229,7 +259,6 @@ def main(argv: list[str] | None = None) -> int:
             env=bento_env,
             cwd=BENTO_DIR,
         )
-        target = f"127.0.0.1:{grpc_port}"
         backend = ManagedProcess(
             "backend",
             [sys.executable, "-m", "backend"],
@@ -244,52 +273,55 @@ def main(argv: list[str] | None = None) -> int:
                 "LOG_LEVEL": "WARNING",
             },
         )
-        with (
-            running(model_service, lambda: http_ok(f"http://127.0.0.1:{model_port}/readyz")),
-            running(backend, lambda: grpc_serving(target, "fruitstack.v1.PredictionService")),
-        ):
-            model = asyncio.run(fetch_model(target))
-            bodies = sample_rows(model, 1000)
-            console.log(f"model {model.name}:{model.version} ({model.dataset}); backend + model service up")
-            cpu = cpu_probe(backend=backend, model=model_service)
-            fruitstack = loads(
-                levels(lambda **kw: grpc_load(target, bodies, cpu=cpu, **kw)), conc, console, "fruitstack"
-            )
-            bulk_result = uvloop.run(bulk(target, model, rows=args.bulk_rows, chunk_rows=args.chunk_rows))
-            console.log(f"fruitstack PredictBatch: {bulk_result['rows_per_s']:,.0f} rows/s")
-
-        # (a) baseline: FastAPI + joblib in-process.
-        http_port = free_port()
-        baseline_app = ManagedProcess(
-            "baseline",
-            [sys.executable, "-m", "uvicorn", "bench.baseline_app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(http_port), "--log-level", "warning", "--no-access-log"],
-            log_dir=tmp,
-            env={"MODEL_PATH": str(artifact), "FEATURES": ",".join(f.name for f in model.features)},
-        )  # fmt: skip
-        with running(baseline_app, lambda: http_ok(f"http://127.0.0.1:{http_port}/docs")):
-            url = f"http://127.0.0.1:{http_port}/predict"
-            cpu = cpu_probe(baseline=baseline_app)
-            baseline = loads(
-                levels(lambda **kw: http_load(url, bodies, cpu=cpu, **kw)), conc, console, "baseline"
-            )
-
         # (b) ceiling: an empty grpc.aio server.
-        empty_port = free_port()
         empty_server = ManagedProcess(
             "empty", [sys.executable, "-m", "bench.empty_server", str(empty_port)], log_dir=tmp
         )
-        with running(empty_server, lambda: grpc_answers(f"127.0.0.1:{empty_port}")):
-            cpu = cpu_probe(ceiling=empty_server)
-            ceiling = loads(
-                levels(lambda **kw: grpc_load(f"127.0.0.1:{empty_port}", bodies, cpu=cpu, **kw)),
-                conc,
-                console,
-                "ceiling",
+        with contextlib.ExitStack() as servers:
+            servers.enter_context(
+                running(model_service, lambda: http_ok(f"http://127.0.0.1:{model_port}/readyz"))
             )
+            servers.enter_context(
+                running(backend, lambda: grpc_serving(target, "fruitstack.v1.PredictionService"))
+            )
+            model = asyncio.run(fetch_model(target))
+            bodies = sample_rows(model, 1000)
+            console.log(f"model {model.name}:{model.version} ({model.dataset}); backend + model service up")
+            # (a) baseline: FastAPI + joblib in-process.
+            baseline_app = ManagedProcess(
+                "baseline",
+                [sys.executable, "-m", "uvicorn", "bench.baseline_app:create_app", "--factory",
+                 "--host", "127.0.0.1", "--port", str(http_port),
+                 "--log-level", "warning", "--no-access-log"],
+                log_dir=tmp,
+                env={"MODEL_PATH": str(artifact), "FEATURES": ",".join(f.name for f in model.features)},
+            )  # fmt: skip
+            servers.enter_context(
+                running(baseline_app, lambda: http_ok(f"http://127.0.0.1:{http_port}/docs"))
+            )
+            servers.enter_context(running(empty_server, lambda: grpc_answers(empty_target)))
+            scenarios: dict[str, Scenario] = {
+                "baseline": functools.partial(
+                    http_load,
+                    f"http://127.0.0.1:{http_port}/predict",
+                    bodies,
+                    cpu=cpu_probe(baseline=baseline_app),
+                ),
+                "ceiling": functools.partial(
+                    grpc_load, empty_target, bodies, cpu=cpu_probe(ceiling=empty_server)
+                ),
+                "fruitstack": functools.partial(
+                    grpc_load, target, bodies, cpu=cpu_probe(backend=backend, model=model_service)
+                ),
+            }
+            results = measure(
+                scenarios, conc, rounds=args.rounds, seconds=args.seconds, warmup=args.warmup, console=console
+            )
+            bulk_result = uvloop.run(bulk(target, model, rows=args.bulk_rows, chunk_rows=args.chunk_rows))
+            console.log(f"fruitstack PredictBatch: {bulk_result['rows_per_s']:,.0f} rows/s")
         reference_bulk = in_process_bulk(artifact, model, args.bulk_rows)
 
-    report = build_report(conc, baseline, ceiling, fruitstack, bulk_result, reference_bulk)
+    report = build_report(results, bulk_result, reference_bulk)
     print_report(report, console)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
@@ -297,54 +329,84 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def summarize(runs: list[LoadResult]) -> dict[str, Any]:
+    """Medians over the rounds (errors summed), with every round kept for the record."""
+    return {
+        "concurrency": runs[0].concurrency,
+        "rounds": len(runs),
+        "throughput": statistics.median(r.throughput for r in runs),
+        "p50_ms": statistics.median(r.p50_ms for r in runs),
+        "p99_ms": statistics.median(r.p99_ms for r in runs),
+        "errors": sum(r.errors for r in runs),
+        "cpu_ms_per_request": {
+            name: statistics.median(r.cpu_ms_per_request[name] for r in runs)
+            for name in runs[0].cpu_ms_per_request
+        },
+        "each_round": [r.as_dict() for r in runs],
+    }
+
+
 def build_report(
-    concurrencies: list[int],
-    baseline: list[LoadResult],
-    ceiling: list[LoadResult],
-    fruitstack: list[LoadResult],
+    results: dict[str, dict[int, list[LoadResult]]],
     bulk_result: dict[str, Any],
     reference_bulk: dict[str, Any],
 ) -> dict[str, Any]:
-    by_level = {
-        c: {"baseline": b, "ceiling": e, "fruitstack": f}
-        for c, b, e, f in zip(concurrencies, baseline, ceiling, fruitstack, strict=True)
-    }
     checks: list[dict[str, Any]] = []
 
-    def check(name: str, value: float, target: float, *, at_least: bool) -> None:
+    def check(name: str, values: list[float], target: float, *, at_least: bool) -> None:
+        """The median over rounds decides; the range says how much the rounds agreed."""
+        value = statistics.median(values)
         met = value >= target if at_least else value <= target
         bound = f"{'>=' if at_least else '<='} {target}"
-        checks.append({"check": name, "value": round(value, 3), "target": bound, "met": met})
+        checks.append(
+            {
+                "check": name,
+                "value": round(value, 3),
+                "low": round(min(values), 3),
+                "high": round(max(values), 3),
+                "target": bound,
+                "met": met,
+            }
+        )
 
-    if 32 in by_level:
-        base, top, ours = (by_level[32][k] for k in ("baseline", "ceiling", "fruitstack"))
+    def per_round(level: int, scenario: str, versus: str, measure: str) -> list[float]:
+        """fruitstack's `measure` over another scenario's, round by round (runs close in time)."""
+        pairs = zip(results[scenario][level], results[versus][level], strict=True)
+        return [getattr(ours, measure) / getattr(theirs, measure) for ours, theirs in pairs]
+
+    levels = set(next(iter(results.values())))
+    if 32 in levels:
         check(
             "32 callers: req/s vs baseline",
-            ours.throughput / base.throughput,
+            per_round(32, "fruitstack", "baseline", "throughput"),
             TARGET_32_VS_BASELINE,
             at_least=True,
         )
         check(
             "32 callers: req/s vs empty server",
-            ours.throughput / top.throughput,
+            per_round(32, "fruitstack", "ceiling", "throughput"),
             TARGET_32_VS_CEILING,
             at_least=True,
         )
         check(
             "32 callers: p99 vs baseline p99",
-            ours.p99_ms / base.p99_ms,
+            per_round(32, "fruitstack", "baseline", "p99_ms"),
             TARGET_P99_VS_BASELINE,
             at_least=False,
         )
-    if 1 in by_level:
-        base, ours = by_level[1]["baseline"], by_level[1]["fruitstack"]
+    if 1 in levels:
         check(
             "1 caller: p50 vs baseline p50",
-            ours.p50_ms / base.p50_ms,
+            per_round(1, "fruitstack", "baseline", "p50_ms"),
             TARGET_1_P50_VS_BASELINE,
             at_least=False,
         )
-    check("PredictBatch 1M rows: rows/s", bulk_result["rows_per_s"], TARGET_BULK_ROWS_PER_S, at_least=True)
+    check(
+        f"PredictBatch {bulk_result['rows']:,} rows: rows/s (one run)",
+        [bulk_result["rows_per_s"]],
+        TARGET_BULK_ROWS_PER_S,
+        at_least=True,
+    )
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -352,11 +414,11 @@ def build_report(
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
-        "note": "shared 2-core machine; other work ran at the same time, so numbers are noisy",
+        "note": "shared 2-core machine; other work may run at the same time, so numbers are noisy",
         "predict": [
-            {"scenario": name, **result.as_dict()}
-            for level in by_level.values()
-            for name, result in level.items()
+            {"scenario": name, **summarize(results[name][level])}
+            for level in sorted(levels)
+            for name in results
         ],
         "bulk": {"fruitstack_predict_batch": bulk_result, "in_process_predict_proba": reference_bulk},
         "targets": checks,
@@ -364,7 +426,8 @@ def build_report(
 
 
 def print_report(report: dict[str, Any], console: Console) -> None:
-    table = Table(title=f"Predict, {report['date']}")
+    rounds = report["predict"][0]["rounds"]
+    table = Table(title=f"Predict, {report['date']}: medians of {rounds} interleaved rounds")
     headings = ("scenario", "callers", "req/s", "p50 ms", "p99 ms", "errors", "CPU ms per request", "cores")
     text_columns = {"scenario", "CPU ms per request"}
     for heading in headings:
@@ -389,10 +452,13 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         bulk_table.add_row(name, f"{row['rows']:,}", f"{row['seconds']:.3f}", f"{row['rows_per_s']:,.0f}")
     console.print(bulk_table)
     targets = Table(title="Targets of issue 6")
-    for heading in ("check", "value", "target", "met"):
+    for heading in ("check", "median", "rounds' range", "target", "met"):
         targets.add_column(heading)
     for row in report["targets"]:
-        targets.add_row(row["check"], f"{row['value']:,.3f}", row["target"], "yes" if row["met"] else "NO")
+        spread = f"{row['low']:,.3f} to {row['high']:,.3f}" if row["low"] != row["high"] else ""
+        targets.add_row(
+            row["check"], f"{row['value']:,.3f}", spread, row["target"], "yes" if row["met"] else "NO"
+        )
     console.print(targets)
 
 
