@@ -25,53 +25,49 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 import joblib
 import numpy as np
 import psutil
 import uvloop
 from fruitstack.v1 import predictions_pb2, predictions_pb2_grpc
 from grpc import aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 from rich.table import Table
 
-from backend import columns
+from backend import columns, healthcheck
 from bench.load import CpuProbe, LoadResult, grpc_load, http_load
-from tests.support import ROOT, ManagedProcess, free_port
+from tests.support import ROOT, ManagedProcess, free_port, http_ok
 
 BENTO_DIR = ROOT / "bento"
+PREDICTION_SERVICE = "fruitstack.v1.PredictionService"
+
+
+@dataclass(frozen=True)
+class RatioTarget:
+    """fruitstack's `measure` over scenario `versus`'s, at `callers`, must be >= (or <=) `bound`."""
+
+    name: str
+    callers: int
+    versus: str
+    measure: str
+    bound: float
+    at_least: bool
+
 
 # Targets of issue 6 for Predict through the backend and the model service.
-TARGET_32_VS_BASELINE = 2.5
-TARGET_32_VS_CEILING = 0.8
-TARGET_P99_VS_BASELINE = 0.5
-TARGET_1_P50_VS_BASELINE = 2.0
+RATIO_TARGETS = (
+    RatioTarget("32 callers: req/s vs baseline", 32, "baseline", "throughput", 2.5, at_least=True),
+    RatioTarget("32 callers: req/s vs empty server", 32, "ceiling", "throughput", 0.8, at_least=True),
+    RatioTarget("32 callers: p99 vs baseline p99", 32, "baseline", "p99_ms", 0.5, at_least=False),
+    RatioTarget("1 caller: p50 vs baseline p50", 1, "baseline", "p50_ms", 2.0, at_least=False),
+)
 TARGET_BULK_ROWS_PER_S = 1_000_000
-
-
-def http_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def grpc_serving(target: str, service: str) -> bool:
-    with grpc.insecure_channel(target) as channel:
-        try:
-            answer = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=1
-            )
-        except grpc.RpcError:
-            return False
-    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def grpc_answers(target: str) -> bool:
@@ -83,7 +79,7 @@ def grpc_answers(target: str) -> bool:
     return True
 
 
-@contextmanager
+@contextlib.contextmanager
 def running(process: ManagedProcess, ready: Any, timeout: float = 120) -> Iterator[ManagedProcess]:
     process.start()
     try:
@@ -282,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
                 running(model_service, lambda: http_ok(f"http://127.0.0.1:{model_port}/readyz"))
             )
             servers.enter_context(
-                running(backend, lambda: grpc_serving(target, "fruitstack.v1.PredictionService"))
+                running(
+                    backend,
+                    lambda: healthcheck.check(target, service="fruitstack.v1.PredictionService") == "SERVING",
+                )
             )
             model = asyncio.run(fetch_model(target))
             bodies = sample_rows(model, 1000)
@@ -369,38 +368,16 @@ def build_report(
             }
         )
 
-    def per_round(level: int, scenario: str, versus: str, measure: str) -> list[float]:
+    def per_round(level: int, versus: str, measure: str) -> list[float]:
         """fruitstack's `measure` over another scenario's, round by round (runs close in time)."""
-        pairs = zip(results[scenario][level], results[versus][level], strict=True)
+        pairs = zip(results["fruitstack"][level], results[versus][level], strict=True)
         return [getattr(ours, measure) / getattr(theirs, measure) for ours, theirs in pairs]
 
-    levels = set(next(iter(results.values())))
-    if 32 in levels:
-        check(
-            "32 callers: req/s vs baseline",
-            per_round(32, "fruitstack", "baseline", "throughput"),
-            TARGET_32_VS_BASELINE,
-            at_least=True,
-        )
-        check(
-            "32 callers: req/s vs empty server",
-            per_round(32, "fruitstack", "ceiling", "throughput"),
-            TARGET_32_VS_CEILING,
-            at_least=True,
-        )
-        check(
-            "32 callers: p99 vs baseline p99",
-            per_round(32, "fruitstack", "baseline", "p99_ms"),
-            TARGET_P99_VS_BASELINE,
-            at_least=False,
-        )
-    if 1 in levels:
-        check(
-            "1 caller: p50 vs baseline p50",
-            per_round(1, "fruitstack", "baseline", "p50_ms"),
-            TARGET_1_P50_VS_BASELINE,
-            at_least=False,
-        )
+    levels = set(results["fruitstack"])
+    for target in RATIO_TARGETS:
+        if target.callers in levels:
+            values = per_round(target.callers, target.versus, target.measure)
+            check(target.name, values, target.bound, at_least=target.at_least)
     check(
         f"PredictBatch {bulk_result['rows']:,} rows: rows/s (one run)",
         [bulk_result["rows_per_s"]],
