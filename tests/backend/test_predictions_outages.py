@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import TypeAlias
 
 import aiohttp
@@ -15,7 +14,7 @@ from fruitstack.v1 import fruits_pb2, predictions_pb2, predictions_pb2_grpc
 from grpc import aio
 
 from backend.health import FRUIT_SERVICE, PREDICTION_SERVICE
-from tests.fixtures.backend import RunningBackend, backend_settings, running_backend
+from tests.fixtures.backend import RunningBackend, backend_in_front_of
 from tests.fixtures.model_service import ModelService
 from tests.fixtures.mongo import NxServer
 
@@ -32,18 +31,6 @@ async def wait_for_status(backend: RunningBackend, service: str, status: str) ->
     while (current := await backend.status(service)) != status:
         assert time.monotonic() < deadline, f"{service} stayed {current}, expected {status}"
         await asyncio.sleep(0.1)
-
-
-@pytest.fixture
-async def backend_with_private_model(
-    private_model_service: ModelService, mongodb_uri: str, mongodb_database: str
-) -> AsyncIterator[RunningBackend]:
-    """The backend in front of this test's own model service, which the test may kill or retrain."""
-    settings = backend_settings(
-        mongodb_uri=mongodb_uri, mongodb_database=mongodb_database, model_url=private_model_service.url
-    )
-    async with running_backend(settings) as backend:
-        yield backend
 
 
 async def typical_request(stub: Stub) -> predictions_pb2.PredictRequest:
@@ -129,10 +116,7 @@ async def test_update_model_under_a_stream_of_predicts_loses_none(
 async def test_predictions_keep_working_while_mongodb_is_down(
     model_service: ModelService, private_mongo: NxServer, mongodb_database: str
 ) -> None:
-    settings = backend_settings(
-        mongodb_uri=private_mongo.uri, mongodb_database=mongodb_database, model_url=model_service.url
-    )
-    async with running_backend(settings) as backend:
+    async with backend_in_front_of(model_service, private_mongo.uri, mongodb_database) as backend:
         stub = prediction_stub(backend)
         request = await typical_request(stub)
         await asyncio.to_thread(private_mongo.stop)
