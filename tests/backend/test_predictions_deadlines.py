@@ -13,7 +13,7 @@ import pytest
 from fruitstack.v1 import predictions_pb2, predictions_pb2_grpc
 from grpc import aio
 
-from tests.fixtures.backend import backend_settings, running_backend
+from tests.fixtures.backend import backend_in_front_of, backend_settings, running_backend
 
 
 class SilentServer:
@@ -100,10 +100,7 @@ def unreachable_model_url() -> Iterator[str]:
 async def test_a_model_service_that_accepts_no_connection_is_unavailable_fast(
     unreachable_model_url: str, mongodb_uri: str, mongodb_database: str
 ) -> None:
-    settings = backend_settings(
-        mongodb_uri=mongodb_uri, mongodb_database=mongodb_database, model_url=unreachable_model_url
-    )
-    async with running_backend(settings) as backend:
+    async with backend_in_front_of(unreachable_model_url, mongodb_uri, mongodb_database) as backend:
         stub = predictions_pb2_grpc.PredictionServiceStub(backend.channel)
         began = time.monotonic()
         with pytest.raises(aio.AioRpcError) as caught:

@@ -116,7 +116,7 @@ async def test_update_model_under_a_stream_of_predicts_loses_none(
 async def test_predictions_keep_working_while_mongodb_is_down(
     model_service: ModelService, private_mongo: NxServer, mongodb_database: str
 ) -> None:
-    async with backend_in_front_of(model_service, private_mongo.uri, mongodb_database) as backend:
+    async with backend_in_front_of(model_service.url, private_mongo.uri, mongodb_database) as backend:
         stub = prediction_stub(backend)
         request = await typical_request(stub)
         await asyncio.to_thread(private_mongo.stop)
