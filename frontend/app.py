@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, *, client: FruitstackClient | N
     """Build the app; without arguments the settings come from the environment (the entry point)."""
     settings = settings or Settings()
     client = client or FruitstackClient(
-        settings.backend_address, timeout_s=settings.rpc_timeout_s, batch_timeout_s=settings.batch_timeout_s
+        settings.backend_address, timeout_s=settings.rpc_timeout_s, bulk_timeout_s=settings.bulk_timeout_s
     )
 
     def server(input: Inputs, output: Outputs, session: Session) -> None:
@@ -62,6 +62,6 @@ def create_app(settings: Settings | None = None, *, client: FruitstackClient | N
             poll_interval_s=settings.poll_interval_s,
         )
         predict_server("predict", client=client, model=model, health=health)
-        bulk_server("bulk", client=client, model=model, health=health, chunk_rows=settings.batch_chunk_rows)
+        bulk_server("bulk", client=client, model=model, health=health, chunk_rows=settings.bulk_chunk_rows)
 
     return App(app_ui(), server)

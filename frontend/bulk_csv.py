@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from frontend.client import BatchChunk
+from frontend.client import BulkChunk
 
 # How many row numbers one message lists before it says "and N more".
 MAX_ROWS_LISTED = 10
@@ -93,7 +93,7 @@ def column_chunks(table: FeatureTable, chunk_rows: int) -> Iterator[dict[str, li
 
 
 @dataclass
-class BatchResults:
+class BulkResults:
     """Collects the scored chunks of one stream, checking they arrive whole and in order."""
 
     n_rows: int
@@ -106,7 +106,7 @@ class BatchResults:
     def scored(self) -> int:
         return len(self.labels)
 
-    def add(self, chunk: BatchChunk) -> None:
+    def add(self, chunk: BulkChunk) -> None:
         if chunk.row_offset != self.scored:
             raise ValueError(f"the backend answered rows from {chunk.row_offset}, expected {self.scored}")
         if not self.classes:

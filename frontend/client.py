@@ -7,10 +7,11 @@ with the dataclasses below.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NoReturn
+from typing import Any, TypeVar
 
 import grpc
 from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predictions_pb2_grpc
@@ -18,7 +19,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from frontend.exceptions import BackendError, BackendUnreachable, InvalidRequest, NotFound, Unavailable
+from frontend.exceptions import (
+    BackendError,
+    BackendUnreachable,
+    FailedPrecondition,
+    InvalidRequest,
+    NotFound,
+    Unavailable,
+)
 
 FRUIT_SERVICE = "fruitstack.v1.FruitService"
 PREDICTION_SERVICE = "fruitstack.v1.PredictionService"
@@ -98,7 +106,7 @@ class ModelUpdate:
 
 
 @dataclass(frozen=True)
-class BatchChunk:
+class BulkChunk:
     """The scores of one chunk of rows, in the order they were sent."""
 
     model_version: str
@@ -118,11 +126,12 @@ class Health:
     model_service: bool | None
 
 
+Response = TypeVar("Response")
+
 # Status codes that mean "try again later" rather than "this request is wrong".
 _UNAVAILABLE_CODES = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.FAILED_PRECONDITION,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
@@ -155,13 +164,13 @@ def _model(message: predictions_pb2.Model) -> ModelInfo:
     )
 
 
-def _batch_chunk(message: predictions_pb2.PredictBatchResponse) -> BatchChunk:
+def _bulk_chunk(message: predictions_pb2.PredictBatchResponse) -> BulkChunk:
     classes = tuple(message.classes)
     try:
         labels = tuple(classes[i] for i in message.label_indices)
     except IndexError:
         raise BackendError("the backend answered a label index outside its list of classes") from None
-    return BatchChunk(
+    return BulkChunk(
         model_version=message.model_version,
         row_offset=message.row_offset,
         classes=classes,
@@ -177,10 +186,10 @@ class FruitstackClient:
     is opened on first use, inside the event loop that serves the app.
     """
 
-    def __init__(self, address: str, *, timeout_s: float = 10.0, batch_timeout_s: float = 900.0) -> None:
+    def __init__(self, address: str, *, timeout_s: float = 10.0, bulk_timeout_s: float = 900.0) -> None:
         self.address = address
         self._timeout_s = timeout_s
-        self._batch_timeout_s = batch_timeout_s
+        self._bulk_timeout_s = bulk_timeout_s
         self._channel: aio.Channel | None = None
 
     def _open(self) -> aio.Channel:
@@ -200,21 +209,43 @@ class FruitstackClient:
             await self._channel.close(None)
             self._channel = None
 
-    def _raise(self, exc: aio.AioRpcError) -> NoReturn:
-        """The one place where gRPC status codes become frontend.exceptions."""
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The one place where gRPC status codes become frontend.exceptions (unary and streaming calls)."""
+        try:
+            yield
+        except aio.AioRpcError as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: aio.AioRpcError) -> BackendError:
         code = exc.code()
         message = exc.details() or code.name.lower().replace("_", " ")
         if code == grpc.StatusCode.UNAVAILABLE and not self._connected():
-            raise BackendUnreachable(
-                f"the backend at {self.address} cannot be reached", code=code.name
-            ) from None
+            return BackendUnreachable(f"the backend at {self.address} cannot be reached", code=code.name)
         if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
-            raise InvalidRequest(message, code=code.name) from None
+            return InvalidRequest(message, code=code.name)
         if code == grpc.StatusCode.NOT_FOUND:
-            raise NotFound(message, code=code.name) from None
+            return NotFound(message, code=code.name)
+        if code == grpc.StatusCode.FAILED_PRECONDITION:
+            return FailedPrecondition(message, code=code.name)
         if code in _UNAVAILABLE_CODES:
-            raise Unavailable(message, code=code.name) from None
-        raise BackendError(message, code=code.name) from None
+            return Unavailable(message, code=code.name)
+        return BackendError(message, code=code.name)
+
+    def _options(self, timeout_s: float) -> dict[str, Any]:
+        """What every call carries: its deadline (and, once there is auth, its credentials)."""
+        return {"timeout": timeout_s}
+
+    async def _call(
+        self,
+        rpc: Callable[..., Awaitable[Response]],
+        request: object,
+        *,
+        timeout_s: float | None = None,
+    ) -> Response:
+        """One unary call with the client's deadline and error mapping."""
+        with self._errors():
+            return await rpc(request, **self._options(timeout_s or self._timeout_s))
 
     def _connected(self) -> bool:
         # A dependency outage comes back as UNAVAILABLE over a READY channel; a backend that is
@@ -225,22 +256,12 @@ class FruitstackClient:
     # FruitService
 
     async def add_fruit(self, *, name: str) -> Fruit:
-        try:
-            response = await self._fruits().AddFruit(
-                fruits_pb2.AddFruitRequest(name=name), timeout=self._timeout_s
-            )
-        except aio.AioRpcError as exc:
-            self._raise(exc)
+        response = await self._call(self._fruits().AddFruit, fruits_pb2.AddFruitRequest(name=name))
         return _fruit(response.fruit)
 
     async def list_fruits(self, *, page_size: int, page_token: str = "") -> FruitPage:
-        try:
-            response = await self._fruits().ListFruits(
-                fruits_pb2.ListFruitsRequest(page_size=page_size, page_token=page_token),
-                timeout=self._timeout_s,
-            )
-        except aio.AioRpcError as exc:
-            self._raise(exc)
+        request = fruits_pb2.ListFruitsRequest(page_size=page_size, page_token=page_token)
+        response = await self._call(self._fruits().ListFruits, request)
         return FruitPage(
             fruits=tuple(_fruit(f) for f in response.fruits),
             next_page_token=response.next_page_token,
@@ -248,20 +269,10 @@ class FruitstackClient:
         )
 
     async def delete_fruit(self, *, fruit_id: str) -> None:
-        try:
-            await self._fruits().DeleteFruit(
-                fruits_pb2.DeleteFruitRequest(id=fruit_id), timeout=self._timeout_s
-            )
-        except aio.AioRpcError as exc:
-            self._raise(exc)
+        await self._call(self._fruits().DeleteFruit, fruits_pb2.DeleteFruitRequest(id=fruit_id))
 
     async def summarize_fruits(self) -> FruitSummary:
-        try:
-            response = await self._fruits().SummarizeFruits(
-                fruits_pb2.SummarizeFruitsRequest(), timeout=self._timeout_s
-            )
-        except aio.AioRpcError as exc:
-            self._raise(exc)
+        response = await self._call(self._fruits().SummarizeFruits, fruits_pb2.SummarizeFruitsRequest())
         return FruitSummary(
             counts=tuple(FruitCount(c.name, c.count) for c in response.counts), total=response.total
         )
@@ -269,21 +280,17 @@ class FruitstackClient:
     # PredictionService
 
     async def predict(self, *, features: Mapping[str, float]) -> Prediction:
-        try:
-            response = await self._predictions().Predict(
-                predictions_pb2.PredictRequest(features=dict(features)), timeout=self._timeout_s
-            )
-        except aio.AioRpcError as exc:
-            self._raise(exc)
+        request = predictions_pb2.PredictRequest(features=dict(features))
+        response = await self._call(self._predictions().Predict, request)
         return Prediction(
             label=response.label,
             probabilities=dict(response.probabilities),
             model_version=response.model_version,
         )
 
-    async def predict_batch(
+    async def predict_bulk(
         self, chunks: AsyncIterable[Mapping[str, Sequence[float]]]
-    ) -> AsyncIterator[BatchChunk]:
+    ) -> AsyncIterator[BulkChunk]:
         """Stream chunks of rows (columnar: feature name -> values) and yield each chunk's scores."""
 
         async def requests() -> AsyncIterator[predictions_pb2.PredictBatchRequest]:
@@ -292,31 +299,25 @@ class FruitstackClient:
                     columns=[predictions_pb2.Column(name=n, values=v) for n, v in chunk.items()]
                 )
 
-        call = self._predictions().PredictBatch(requests(), timeout=self._batch_timeout_s)
+        call = self._predictions().PredictBatch(requests(), **self._options(self._bulk_timeout_s))
         try:
-            async for response in call:
-                yield _batch_chunk(response)
-        except aio.AioRpcError as exc:
-            self._raise(exc)
+            with self._errors():
+                async for response in call:
+                    yield _bulk_chunk(response)
         finally:
             call.cancel()
 
     async def get_model(self) -> ModelInfo:
-        try:
-            response = await self._predictions().GetModel(
-                predictions_pb2.GetModelRequest(), timeout=self._timeout_s
-            )
-        except aio.AioRpcError as exc:
-            self._raise(exc)
+        response = await self._call(self._predictions().GetModel, predictions_pb2.GetModelRequest())
         return _model(response.model)
 
     async def update_model(self) -> ModelUpdate:
-        try:
-            response = await self._predictions().UpdateModel(
-                predictions_pb2.UpdateModelRequest(), timeout=self._timeout_s * 3
-            )
-        except aio.AioRpcError as exc:
-            self._raise(exc)
+        # Loading and verifying a model takes longer than a lookup.
+        response = await self._call(
+            self._predictions().UpdateModel,
+            predictions_pb2.UpdateModelRequest(),
+            timeout_s=self._timeout_s * 3,
+        )
         return ModelUpdate(
             previous_version=response.previous_version, current_version=response.current_version
         )
@@ -330,7 +331,7 @@ class FruitstackClient:
         async def serving(service: str) -> bool | None:
             try:
                 response = await stub.Check(
-                    health_pb2.HealthCheckRequest(service=service), timeout=min(self._timeout_s, 3.0)
+                    health_pb2.HealthCheckRequest(service=service), **self._options(min(self._timeout_s, 3.0))
                 )
             except aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.NOT_FOUND:

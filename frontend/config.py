@@ -24,8 +24,8 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="how often the model description is re-read while it loads fine"
     )
     rpc_timeout_s: float = Field(default=10.0, gt=0, description="deadline of one short backend call")
-    batch_timeout_s: float = Field(default=900.0, gt=0, description="deadline of a whole bulk-scoring stream")
-    batch_chunk_rows: int = Field(
+    bulk_timeout_s: float = Field(default=900.0, gt=0, description="deadline of a whole bulk-scoring stream")
+    bulk_chunk_rows: int = Field(
         default=20_000, ge=1, le=100_000, description="rows per PredictBatch request chunk"
     )
     fruits_page_size: int = Field(default=10, ge=1, le=1000, description="fruits per page of the list")

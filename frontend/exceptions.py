@@ -3,8 +3,10 @@
     BackendError            any failed call; `message` is the backend's text, fit to show a user
     ├── InvalidRequest      the request is wrong (INVALID_ARGUMENT / OUT_OF_RANGE)
     ├── NotFound            the thing named does not exist (NOT_FOUND)
+    ├── FailedPrecondition  a problem someone must fix before this can work, e.g. no model registered
+    │                       or a corrupt artifact refused (FAILED_PRECONDITION); retrying will not help
     └── Unavailable         retry later: a dependency (MongoDB, model service) is down, or the
-        │                   call ran out of time (UNAVAILABLE / DEADLINE_EXCEEDED / FAILED_PRECONDITION)
+        │                   call ran out of time (UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED)
         └── BackendUnreachable  the backend itself cannot be reached
 
 frontend.client translates gRPC status codes into these in exactly one place, so no module
@@ -22,11 +24,6 @@ class BackendError(Exception):
         self.message = message
         self.code = code
 
-    @property
-    def unavailable(self) -> bool:
-        """True when retrying later may succeed (a service is down or slow), False for a bad request."""
-        return isinstance(self, Unavailable)
-
 
 class InvalidRequest(BackendError):
     """The backend refused the request as invalid."""
@@ -34,6 +31,10 @@ class InvalidRequest(BackendError):
 
 class NotFound(BackendError):
     """The backend has no such thing."""
+
+
+class FailedPrecondition(BackendError):
+    """The system is in a state that needs fixing (by a person) before the request can succeed."""
 
 
 class Unavailable(BackendError):

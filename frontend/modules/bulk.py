@@ -11,7 +11,7 @@ from shiny import Inputs, Outputs, Session, module, reactive, render, req, ui
 from shiny.types import FileInfo
 from shiny.ui import TagChild
 
-from frontend.batch import BatchResults, CsvProblem, FeatureTable, column_chunks, read_feature_csv
+from frontend.bulk_csv import BulkResults, CsvProblem, FeatureTable, column_chunks, read_feature_csv
 from frontend.client import FruitstackClient, Health, ModelInfo
 from frontend.exceptions import user_message
 from frontend.modules.status import outage_notice
@@ -93,7 +93,7 @@ def bulk_server(
     @ui.bind_task_button(button_id="score")
     @reactive.extended_task
     async def score(table: FeatureTable, file_name: str) -> Scored:
-        results = BatchResults(n_rows=table.n_rows)
+        results = BulkResults(n_rows=table.n_rows)
 
         async def chunks() -> AsyncIterator[dict[str, list[float]]]:
             for chunk in column_chunks(table, chunk_rows):
@@ -102,7 +102,7 @@ def bulk_server(
         # Progress messages go straight to the browser, so they show while this task runs.
         with ui.Progress(min=0, max=max(table.n_rows, 1), session=session) as progress:
             progress.set(0, message="Scoring", detail=f"0 of {table.n_rows:,} rows")
-            async for chunk in client.predict_batch(chunks()):
+            async for chunk in client.predict_bulk(chunks()):
                 results.add(chunk)
                 progress.set(
                     results.scored, message="Scoring", detail=f"{results.scored:,} of {table.n_rows:,} rows"

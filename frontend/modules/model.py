@@ -12,7 +12,7 @@ from shiny import Inputs, Outputs, Session, module, reactive, render, ui
 from shiny.ui import TagChild
 
 from frontend.client import FruitstackClient, Health, ModelInfo, ModelUpdate
-from frontend.exceptions import user_message
+from frontend.exceptions import FailedPrecondition, user_message
 from frontend.modules.status import outage_notice
 
 
@@ -60,6 +60,8 @@ def model_server(
 ) -> Callable[[], ModelInfo | None]:
     model: reactive.Value[ModelInfo | None] = reactive.value(None)
     load_error: reactive.Value[str | None] = reactive.value(None)
+    # A failed precondition (no model, a refused artifact) needs a person; anything else clears by itself.
+    needs_fixing = reactive.value(False)
     update_text: reactive.Value[str] = reactive.value("")
     reload = reactive.value(0)
 
@@ -87,6 +89,7 @@ def model_server(
                     model.set(load.value())
             elif status == "error":
                 load_error.set(user_message(load.error()))
+                needs_fixing.set(isinstance(load.error(), FailedPrecondition))
 
     @ui.bind_task_button(button_id="update")
     @reactive.extended_task
@@ -119,6 +122,12 @@ def model_server(
         message = load_error()
         if message is None or outage is not None:
             return outage
+        if needs_fixing():
+            return ui.div(
+                f"The model cannot be served: {message} This needs fixing; retrying will not help.",
+                class_="alert alert-danger py-2 mb-2",
+                role="alert",
+            )
         return ui.div(
             f"The model description cannot be loaded: {message} Retrying by itself.",
             class_="alert alert-warning py-2 mb-2",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.support import ROOT
+from scripts.processes import ROOT
 
 # Git-ignored; CI can keep it as a build artifact.
 SCREENSHOT_DIR = ROOT / ".artifacts" / "screenshots"

@@ -19,11 +19,11 @@ from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predicti
 from playwright.sync_api import Page, expect
 from shiny.playwright import controller
 
+from scripts.processes import NxServer
 from tests.browser import expect_table_cell
 from tests.fixtures.backend import BackendProcess
 from tests.fixtures.frontend import FrontendProcess, FrontendStack
 from tests.fixtures.model_service import ModelService
-from tests.fixtures.mongo import NxServer
 
 pytestmark = pytest.mark.browser
 

@@ -1,19 +1,19 @@
-"""frontend.batch: CSV checks name the bad rows and columns; chunks and results keep row order."""
+"""frontend.bulk_csv: CSV checks name the bad rows and columns; chunks and results keep row order."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from frontend.batch import (
+from frontend.bulk_csv import (
     LABEL_COLUMN,
     PROBABILITY_PREFIX,
-    BatchResults,
+    BulkResults,
     CsvProblem,
     column_chunks,
     read_feature_csv,
 )
-from frontend.client import BatchChunk
+from frontend.client import BulkChunk
 
 FEATURES = ("sepal length (cm)", "petal width (cm)")
 
@@ -72,8 +72,8 @@ def test_chunks_cover_every_row_once_in_order() -> None:
     assert [v for c in chunks for v in c["sepal length (cm)"]] == [float(i) for i in range(7)]
 
 
-def _chunk(offset: int, labels: list[str], p_a: list[float]) -> BatchChunk:
-    return BatchChunk(
+def _chunk(offset: int, labels: list[str], p_a: list[float]) -> BulkChunk:
+    return BulkChunk(
         model_version="v1",
         row_offset=offset,
         classes=("a", "b"),
@@ -86,7 +86,7 @@ def test_results_append_label_and_probability_columns() -> None:
     table = read_feature_csv(
         csv('"sepal length (cm)","petal width (cm)",label\n1,2,x\n3,4,y\n5,6,z'), FEATURES
     )
-    results = BatchResults(n_rows=3)
+    results = BulkResults(n_rows=3)
     results.add(_chunk(0, ["a", "b"], [0.9, 0.2]))
     results.add(_chunk(2, ["a"], [0.6]))
     frame = results.to_frame(table)
@@ -99,7 +99,7 @@ def test_results_append_label_and_probability_columns() -> None:
 
 
 def test_results_refuse_chunks_out_of_order_or_incomplete() -> None:
-    results = BatchResults(n_rows=3)
+    results = BulkResults(n_rows=3)
     with pytest.raises(ValueError, match="expected 0"):
         results.add(_chunk(1, ["a"], [0.5]))
     results.add(_chunk(0, ["a"], [0.5]))

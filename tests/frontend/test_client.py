@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from frontend.client import FruitstackClient, Health
-from frontend.exceptions import BackendUnreachable, InvalidRequest, NotFound, Unavailable
+from frontend.exceptions import BackendUnreachable, FailedPrecondition, InvalidRequest, NotFound, Unavailable
+from scripts.processes import free_port
 from tests.fixtures.backend import RunningBackend
-from tests.support import free_port
+from tests.fixtures.model_service import ModelService, artifact_path
 
 
 @pytest.fixture
@@ -47,7 +49,7 @@ async def test_invalid_name_raises_with_the_backends_message(client: FruitstackC
         await client.add_fruit(name="   ")
     assert "empty" in caught.value.message
     assert caught.value.code == "INVALID_ARGUMENT"
-    assert not caught.value.unavailable
+    assert not isinstance(caught.value, Unavailable)
 
 
 async def test_prediction_without_model_service_is_unavailable_not_unreachable(
@@ -57,7 +59,7 @@ async def test_prediction_without_model_service_is_unavailable_not_unreachable(
     with pytest.raises(Unavailable) as caught:
         await client.get_model()
     assert not isinstance(caught.value, BackendUnreachable)
-    assert caught.value.unavailable
+    assert isinstance(caught.value, Unavailable)
     health = await client.health()
     assert health == Health(backend=True, fruit_store=True, model_service=False)
 
@@ -68,5 +70,22 @@ async def test_unreachable_backend() -> None:
         with pytest.raises(BackendUnreachable, match="cannot be reached"):
             await client.list_fruits(page_size=5)
         assert await client.health() == Health(backend=False, fruit_store=None, model_service=None)
+    finally:
+        await client.close()
+
+
+async def test_a_refused_model_is_a_failed_precondition_not_an_outage(
+    private_model_service: ModelService, backend_with_private_model: RunningBackend
+) -> None:
+    tampered = await asyncio.to_thread(private_model_service.train, seed=11)
+    artifact = artifact_path(private_model_service.bentoml_home, tampered)
+    artifact.write_bytes(artifact.read_bytes() + b"\x00")
+    client = FruitstackClient(backend_with_private_model.target, timeout_s=30)
+    try:
+        with pytest.raises(FailedPrecondition) as caught:
+            await client.update_model()
+        assert not isinstance(caught.value, Unavailable)
+        assert caught.value.code == "FAILED_PRECONDITION"
+        assert "refusing to load" in caught.value.message
     finally:
         await client.close()

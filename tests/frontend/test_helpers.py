@@ -6,7 +6,7 @@ import pytest
 
 from frontend.charts import counts_figure, sample_figure
 from frontend.client import FeatureRange, FruitCount, ModelUpdate, TrainingSample
-from frontend.exceptions import BackendUnreachable, InvalidRequest, Unavailable, user_message
+from frontend.exceptions import BackendUnreachable, InvalidRequest, user_message
 from frontend.modules.model import describe_update
 from frontend.modules.predict import slider_step, slider_value
 
@@ -36,8 +36,6 @@ def test_user_message_uses_the_backends_words_as_a_sentence() -> None:
         "Name must not be empty."
     )
     assert user_message(BackendUnreachable("the backend at x:1 cannot be reached")).startswith("The backend")
-    assert Unavailable("down").unavailable
-    assert not InvalidRequest("bad").unavailable
 
 
 def test_charts_draw_counts_and_the_query_point() -> None:
