@@ -10,6 +10,8 @@ import pytest
 import uvloop
 from grpc.experimental.aio import init_grpc_aio  # type: ignore[import-not-found]  # grpc-stubs lacks it
 
+from tests.support import skip_or_fail
+
 # Hold one reference to grpc's asyncio machinery for the whole session, from the main thread: the
 # tests create and drop many aio servers and channels on several event loops, and grpc tears its
 # poller down when the last one goes, which can deadlock the process in a garbage collection at the
@@ -40,7 +42,7 @@ CHROMIUM = "/usr/bin/chromium"
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
     """pytest-playwright's launch options, pointed at Debian's Chromium, headless and offline."""
     if shutil.which(CHROMIUM) is None:
-        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)")
+        skip_or_fail(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)")
     return {
         **browser_type_launch_args,
         "executable_path": CHROMIUM,
