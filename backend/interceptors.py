@@ -17,7 +17,6 @@ from backend.exceptions import (
     InvalidArgument,
     NotFound,
     Unavailable,
-    Unimplemented,
 )
 
 logger = logging.getLogger(__name__)
@@ -28,7 +27,6 @@ STATUS_CODES: dict[type[FruitstackError], grpc.StatusCode] = {
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
-    Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
 }
 
 

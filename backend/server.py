@@ -1,10 +1,18 @@
-"""The gRPC server: `create_server` wires the services together, `serve` runs it until SIGTERM."""
+"""The gRPC server and its one wiring.
+
+`open_backend(settings)` builds every dependency (one MongoDB client shared by every repository, the
+model client) and the server around them, and closes them in order; `serve()`, the test fixtures and
+the benchmarks all go through it. `create_server` registers the services on a grpc.aio server.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predictions_pb2_grpc
@@ -12,15 +20,23 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer  # the asyncio servicer (health.aio)
 from grpc_reflection.v1alpha import reflection
+from pymongo import AsyncMongoClient
 
 from backend.config import Settings
-from backend.fruit_servicer import FruitServicer
-from backend.health import FRUIT_SERVICE, NOT_SERVING, OVERALL, PREDICTION_SERVICE, SERVING, DependencyWatcher
+from backend.fruits.page_tokens import PageTokenCodec
+from backend.fruits.repository import Document, FruitRepository
+from backend.fruits.servicer import FruitServicer
+from backend.health_watcher import (
+    FRUIT_SERVICE,
+    NOT_SERVING,
+    OVERALL,
+    PREDICTION_SERVICE,
+    SERVING,
+    DependencyWatcher,
+)
 from backend.interceptors import ErrorMappingInterceptor
-from backend.pagination import PageTokenCodec
 from backend.prediction import ModelClient, Predictor
-from backend.prediction_servicer import PredictionServicer
-from backend.repository import FruitRepository
+from backend.prediction.servicer import PredictionServicer
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +90,7 @@ def create_server(
     server = aio.server(interceptors=[ErrorMappingInterceptor()], options=MESSAGE_SIZE_OPTIONS)
     page_tokens = PageTokenCodec(settings.page_token_secret.get_secret_value().encode())
     fruits_pb2_grpc.add_FruitServiceServicer_to_server(FruitServicer(repository, page_tokens), server)
-    prediction_servicer = PredictionServicer(predictor)
-    predictions_pb2_grpc.add_PredictionServiceServicer_to_server(prediction_servicer, server)
+    predictions_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(predictor), server)
 
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -89,41 +104,76 @@ def create_server(
         server,
     )
     port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
-    interval = settings.mongodb_check_interval_s
     watchers = [
         DependencyWatcher(
-            service=FRUIT_SERVICE, probe=repository.check, health=health_servicer, interval_s=interval
+            service=FRUIT_SERVICE,
+            probe=repository.check,
+            health=health_servicer,
+            interval_s=settings.mongodb_check_interval_s,
         ),
         DependencyWatcher(
             service=PREDICTION_SERVICE,
-            probe=prediction_servicer.check_ready,
+            probe=predictor.check_ready,
             health=health_servicer,
-            interval_s=interval,
+            interval_s=settings.model_check_interval_s,
         ),
     ]
     return BackendServer(server, health_servicer=health_servicer, watchers=watchers), port
 
 
+@dataclass(frozen=True)
+class Backend:
+    """The server (built, not started) and the dependencies it was built from."""
+
+    server: BackendServer
+    port: int
+    mongo: AsyncMongoClient[Document]
+    fruits: FruitRepository
+    predictor: Predictor
+
+
+@asynccontextmanager
+async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
+    """Every dependency of the backend and the server, closed in order (server, model, MongoDB) on exit.
+
+    MongoDB is connected lazily, so the backend starts (and reports NOT_SERVING) while it is down.
+    """
+    timeout_ms = settings.mongodb_timeout_ms
+    mongo: AsyncMongoClient[Document] = AsyncMongoClient(
+        settings.mongodb_uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        appname="fruitstack-backend",
+    )
+    model_client = ModelClient(settings.model_url, default_timeout=settings.model_timeout_s)
+    try:
+        fruits = FruitRepository(mongo, database=settings.mongodb_database, timeout_s=timeout_ms / 1000)
+        predictor = Predictor(model_client)
+        server, port = create_server(settings, repository=fruits, predictor=predictor)
+        try:
+            yield Backend(server=server, port=port, mongo=mongo, fruits=fruits, predictor=predictor)
+        finally:
+            await server.stop(0)  # a no-op when it was stopped (gracefully) already
+            await predictor.close()
+    finally:
+        await model_client.close()
+        await mongo.close()
+
+
 async def serve(settings: Settings) -> None:
     """Run the backend until SIGTERM or SIGINT, then shut down gracefully."""
-    repository = FruitRepository.connect(
-        settings.mongodb_uri, database=settings.mongodb_database, timeout_ms=settings.mongodb_timeout_ms
-    )
-    predictor = Predictor(ModelClient(settings.model_url, default_timeout=settings.model_timeout_s))
-    server, port = create_server(settings, repository=repository, predictor=predictor)
+    async with open_backend(settings) as backend:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    await server.start()
-    logger.info("backend listening on port %d (MongoDB database %r)", port, settings.mongodb_database)
-    try:
+        await backend.server.start()
+        logger.info(
+            "backend listening on port %d (MongoDB database %r)", backend.port, settings.mongodb_database
+        )
         await stop.wait()
         logger.info("shutting down: NOT_SERVING, draining calls for up to %.1fs", settings.shutdown_grace_s)
-        await server.stop(settings.shutdown_grace_s)
-    finally:
-        await predictor.close()
-        await repository.close()
+        await backend.server.stop(settings.shutdown_grace_s)
     logger.info("backend stopped")

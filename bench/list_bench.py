@@ -1,7 +1,7 @@
 """`nox -s bench -- list`: ListFruits page latency at depth, keyset paging against skip-based paging.
 
 In one run: a fresh nx-27017 (or MONGODB_URI's server) is filled with N fruits, then pages of 50 are
-timed through a real gRPC server (backend.server.create_server, in this process) at the first page,
+timed through a real gRPC server (backend.server.open_backend, in this process) at the first page,
 the middle and the end of the store. The reference is what most tutorials write: the same query
 with `skip(depth)`, timed straight through pymongo at the same depths. Keyset pages should cost the
 same at any depth; skip-based ones grow with it.
@@ -32,12 +32,10 @@ from rich.progress import track
 from rich.table import Table
 
 from backend.config import Settings
-from backend.pagination import PageTokenCodec
-from backend.prediction import ModelClient, Predictor
-from backend.repository import FRUITS, FruitRepository
-from backend.server import create_server
-from tests.fixtures.mongo import NxServer
-from tests.support import ROOT, free_port
+from backend.fruits.page_tokens import PageTokenCodec
+from backend.fruits.repository import FRUITS
+from backend.server import open_backend
+from scripts.processes import ROOT, NxServer, free_port
 
 PAGE_SIZE = 50
 SECRET = "bench-page-token-secret-0123456789"
@@ -79,12 +77,18 @@ async def measure(uri: str, database: str, fruits: int, repeats: int) -> list[di
         mongodb_database=database,
         mongodb_timeout_ms=30_000,
         page_token_secret=SecretStr(SECRET),
+        # No model service: paging must not depend on one.
+        model_url=f"http://127.0.0.1:{free_port()}",
     )
-    repository = FruitRepository.connect(uri, database=database, timeout_ms=30_000)
-    await repository.prepare()
-    predictor = Predictor(ModelClient(f"http://127.0.0.1:{free_port()}", default_timeout=1))
-    server, port = create_server(settings, repository=repository, predictor=predictor)
-    await server.start()
+    async with open_backend(settings) as backend:
+        await backend.fruits.prepare()
+        await backend.server.start()
+        return await _measure_pages(backend.port, uri, database, fruits, repeats)
+
+
+async def _measure_pages(
+    port: int, uri: str, database: str, fruits: int, repeats: int
+) -> list[dict[str, Any]]:
     tokens = PageTokenCodec(SECRET.encode())
     naive_client: pymongo.AsyncMongoClient[dict[str, Any]] = pymongo.AsyncMongoClient(uri)
     naive = naive_client[database][FRUITS]
@@ -123,9 +127,6 @@ async def measure(uri: str, database: str, fruits: int, repeats: int) -> list[di
                     }
                 )
     finally:
-        await server.stop(None)
-        await predictor.close()
-        await repository.close()
         await naive_client.close()
     return rows
 

@@ -40,9 +40,10 @@ from grpc import aio
 from rich.console import Console
 from rich.table import Table
 
-from backend import columns, healthcheck
+from backend import container_probe
+from backend.prediction import wire
 from bench.load import CpuProbe, LoadResult, grpc_load, http_load
-from tests.support import ROOT, ManagedProcess, free_port, http_ok
+from scripts.processes import ROOT, ManagedProcess, free_port, http_ok
 
 BENTO_DIR = ROOT / "bento"
 PREDICTION_SERVICE = "fruitstack.v1.PredictionService"
@@ -119,7 +120,7 @@ async def bulk(target: str, model: predictions_pb2.Model, *, rows: int, chunk_ro
 
         async def requests() -> Any:
             for start in range(0, rows, chunk_rows):
-                yield columns.batch_request(
+                yield wire.bulk_request(
                     {name: values[start : start + chunk_rows] for name, values in data.items()}
                 )
 
@@ -127,7 +128,7 @@ async def bulk(target: str, model: predictions_pb2.Model, *, rows: int, chunk_ro
         async for answer in stub.PredictBatch(requests(), timeout=120):
             labels.append(np.asarray(answer.label_indices))
             for column in answer.probabilities:
-                columns.array(column)
+                wire.array(column)
         seconds = time.perf_counter() - began
     scored = sum(len(x) for x in labels)
     if scored != rows:
@@ -280,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
             servers.enter_context(
                 running(
                     backend,
-                    lambda: healthcheck.check(target, service="fruitstack.v1.PredictionService") == "SERVING",
+                    lambda: (
+                        container_probe.check(target, service="fruitstack.v1.PredictionService") == "SERVING"
+                    ),
                 )
             )
             model = asyncio.run(fetch_model(target))
@@ -397,7 +400,7 @@ def build_report(
             for level in sorted(levels)
             for name in results
         ],
-        "bulk": {"fruitstack_predict_batch": bulk_result, "in_process_predict_proba": reference_bulk},
+        "bulk": {"fruitstack_predict_bulk": bulk_result, "in_process_predict_proba": reference_bulk},
         "targets": checks,
     }
 

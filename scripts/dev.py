@@ -10,18 +10,17 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-ROOT = Path(__file__).resolve().parent.parent
+from scripts.processes import ROOT, http_ok, nx_27017_args, port_open
+
 DATA_DIR = ROOT / ".data"
 BIN = Path(sys.executable).parent
 
@@ -53,22 +52,6 @@ class ProcessSpec:
     hide: Callable[[str], bool] | None = None
 
 
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:  # URLError is an OSError
-        return False
-
-
 def process_specs() -> list[ProcessSpec]:
     """The stack, in start order. Model service and frontend engineers: add your specs below."""
     specs: list[ProcessSpec] = []
@@ -82,20 +65,18 @@ def process_specs() -> list[ProcessSpec]:
         specs.append(
             ProcessSpec(
                 name="mongo",
-                args=[
+                args=nx_27017_args(
                     str(BIN / "nx-27017"),
-                    "--data-dir", str(mongo_dir),
-                    "--host", "127.0.0.1",
-                    "-p", str(MONGODB_PORT),
-                    "--log-file", str(mongo_dir / "nx-27017.log"),
-                    "--pid-file", str(mongo_dir / "nx-27017.pid"),
-                ],
+                    db_dir=mongo_dir,
+                    log_file=mongo_dir / "nx-27017.log",
+                    port=MONGODB_PORT,
+                ),
                 ports=[MONGODB_PORT],
                 ready=lambda: port_open(MONGODB_PORT),
                 # nx-27017 logs every command (each health ping) at INFO; its log file keeps them.
                 hide=lambda line: " - INFO - " in line,
             )
-        )  # fmt: skip
+        )
     env["MONGODB_URI"] = mongodb_uri
 
     # ---- model service (BentoML, :3000) ----

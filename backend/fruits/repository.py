@@ -69,26 +69,12 @@ class FruitRepository:
     """Typed, keyword-only access to the fruits; pymongo errors leave it as Unavailable/DeadlineExceeded."""
 
     def __init__(self, client: AsyncMongoClient[Document], *, database: str, timeout_s: float) -> None:
+        # Shared with other repositories and closed by its owner (backend.server.open_backend).
         self._client = client
         self._fruits: AsyncCollection[Document] = client[database][FRUITS]
         self._counters: AsyncCollection[Document] = client[database][COUNTERS]
         self._timeout_s = timeout_s
         self._prepared = False
-
-    @classmethod
-    def connect(cls, uri: str, *, database: str, timeout_ms: int) -> FruitRepository:
-        """A repository with its own client (connects lazily, so MongoDB may still be down)."""
-        client: AsyncMongoClient[Document] = AsyncMongoClient(
-            uri,
-            tz_aware=True,
-            serverSelectionTimeoutMS=timeout_ms,
-            connectTimeoutMS=timeout_ms,
-            appname="fruitstack-backend",
-        )
-        return cls(client, database=database, timeout_s=timeout_ms / 1000)
-
-    async def close(self) -> None:
-        await self._client.close()
 
     @contextlib.asynccontextmanager
     async def _operation(

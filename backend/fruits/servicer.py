@@ -9,9 +9,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
 from backend.exceptions import NotFound
-from backend.pagination import PageTokenCodec
-from backend.repository import Fruit, FruitRepository
-from backend.validation import normalize_name, parse_fruit_id, resolve_page_size
+from backend.fruits.page_tokens import PageTokenCodec
+from backend.fruits.repository import Fruit, FruitRepository
+from backend.fruits.validation import normalize_name, parse_fruit_id, resolve_page_size
 
 Context = aio.ServicerContext[Any, Any]
 

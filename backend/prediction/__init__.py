@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.prediction.client import ModelClient
+from backend.prediction.model_client import ModelClient
 from backend.prediction.predictor import BulkPrediction, ModelUpdate, Prediction, Predictor
 from backend.prediction.schema import FeatureInfo, ModelInfo
 

@@ -43,7 +43,6 @@ class Coalescer(Generic[Row, Result]):
         self._queue: list[_Waiting[Row, Result]] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self.batches_sent = 0  # for tests and the benchmark: how well calls coalesce
 
     async def submit(self, row: Row, *, time_left: float | None = None) -> Result:
         """Score one row as part of the next batch; DeadlineExceeded when time_left runs out first."""
@@ -65,7 +64,6 @@ class Coalescer(Generic[Row, Result]):
             return
         batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
         self._in_flight += 1
-        self.batches_sent += 1
         task = asyncio.get_running_loop().create_task(self._run(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -16,7 +16,7 @@ import aiohttp
 import numpy as np
 import orjson
 
-from backend.exceptions import DeadlineExceeded, InvalidArgument, Unavailable
+from backend.exceptions import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
 from backend.prediction.schema import FloatArray
 
 # A host that is gone (e.g. a stopped container whose address is still cached) never refuses a
@@ -152,6 +152,10 @@ class ModelClient:
             raise Unavailable(f"the model service at {self._base_url} is unreachable: {exc}") from exc
         if status == 400:
             raise InvalidArgument(message)
+        if status in (404, 409):
+            # No model to serve, or an artifact refused (sha256 mismatch, unreadable): retrying will
+            # not help until someone trains or fixes one, so this is not UNAVAILABLE.
+            raise FailedPrecondition(f"the model service cannot serve a model: {message}")
         if status in (502, 503, 504):
             raise Unavailable(f"the model service is not ready ({status}): {message}")
         raise Unavailable(f"the model service failed on {path} ({status}): {message}")

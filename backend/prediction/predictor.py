@@ -13,8 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 from backend.exceptions import InvalidArgument, Unavailable
-from backend.prediction.client import ModelClient
 from backend.prediction.coalescer import Coalescer
+from backend.prediction.model_client import ModelClient
 from backend.prediction.schema import FloatArray, ModelInfo
 
 SCHEMA_RECHECK_S = 1.0
@@ -184,7 +184,7 @@ class Predictor:
         version = answer.model_version or schema.version
         return BulkPrediction(version, schema.classes, probabilities.argmax(axis=1), probabilities)
 
-    async def predict_stream(
+    async def predict_bulk(
         self, chunks: AsyncIterable[Mapping[str, FloatArray]], *, time_left: float | None = None
     ) -> AsyncIterator[BulkPrediction]:
         """Score a stream of chunks in order, keeping `bulk_window` model calls in flight.
@@ -247,6 +247,5 @@ class Predictor:
             raise Unavailable(f"the model service at {self._client.base_url} is not ready")
 
     async def close(self) -> None:
-        """Let batches in flight finish, then close the HTTP connection pool."""
+        """Let batches in flight finish (the model client is closed by its owner)."""
         await self._coalescer.close()
-        await self._client.close()

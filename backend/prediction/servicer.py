@@ -12,9 +12,8 @@ from typing import Any
 from fruitstack.v1 import predictions_pb2, predictions_pb2_grpc
 from grpc import aio
 
-from backend import columns
 from backend.exceptions import InvalidArgument
-from backend.prediction import ModelInfo, Predictor
+from backend.prediction import ModelInfo, Predictor, wire
 from backend.prediction.schema import FloatArray
 
 _Context = aio.ServicerContext[Any, Any]
@@ -23,10 +22,6 @@ _Context = aio.ServicerContext[Any, Any]
 class PredictionServicer(predictions_pb2_grpc.PredictionServiceServicer):
     def __init__(self, predictor: Predictor) -> None:
         self._predictor = predictor
-
-    async def check_ready(self) -> None:
-        """Health probe of "fruitstack.v1.PredictionService": raises Unavailable while the model is down."""
-        await self._predictor.check_ready()
 
     async def Predict(
         self, request: predictions_pb2.PredictRequest, context: _Context
@@ -45,8 +40,8 @@ class PredictionServicer(predictions_pb2_grpc.PredictionServiceServicer):
     ) -> AsyncIterator[predictions_pb2.PredictBatchResponse]:
         row_offset = 0
         chunks = _column_chunks(request_iterator)
-        async for result in self._predictor.predict_stream(chunks, time_left=context.time_remaining()):
-            yield columns.batch_response(
+        async for result in self._predictor.predict_bulk(chunks, time_left=context.time_remaining()):
+            yield wire.bulk_response(
                 model_version=result.model_version,
                 classes=result.classes,
                 label_indices=result.label_indices,
@@ -78,7 +73,7 @@ async def _column_chunks(
         for column in request.columns:
             if column.name in chunk:
                 raise InvalidArgument(f"column {column.name!r} appears more than once in one request")
-            chunk[column.name] = columns.array(column)
+            chunk[column.name] = wire.array(column)
         yield chunk
 
 
@@ -93,7 +88,7 @@ def _model_message(info: ModelInfo) -> predictions_pb2.Model:
         classes=info.classes,
         metrics=info.metrics,
         training_sample=predictions_pb2.DataSample(
-            columns=[columns.column(name, values) for name, values in info.sample_columns.items()],
+            columns=[wire.column(name, values) for name, values in info.sample_columns.items()],
             labels=info.sample_labels,
         ),
     )

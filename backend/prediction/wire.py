@@ -14,17 +14,37 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 from fruitstack.v1 import predictions_pb2
+from google.protobuf.message import Message
 
-# Wire tags: (field number << 3) | wire type; wire type 2 is length-delimited, 0 is varint.
-_COLUMN_NAME, _COLUMN_VALUES = b"\x0a", b"\x12"
-_BATCH_REQUEST_COLUMNS = b"\x0a"
-_RESPONSE_VERSION, _RESPONSE_CLASSES, _RESPONSE_LABELS, _RESPONSE_PROBABILITIES = (
-    b"\x0a",
-    b"\x12",
-    b"\x1a",
-    b"\x22",
-)
-_RESPONSE_ROW_OFFSET = b"\x28"
+
+def _tag(message: type[Message], field: str) -> bytes:
+    """The wire tag of a field, read from the generated descriptor so it can never drift from the .proto.
+
+    A tag is (field number << 3) | wire type: 2 (length-delimited) for strings, messages and packed
+    repeated numbers; 0 (varint) for a single integer.
+    """
+    descriptor = message.DESCRIPTOR.fields_by_name[field]
+    if descriptor.is_repeated and descriptor.type not in (descriptor.TYPE_STRING, descriptor.TYPE_MESSAGE):
+        assert descriptor.is_packed, f"{message.__name__}.{field} is written as one packed field"
+    length_delimited = descriptor.is_repeated or descriptor.type in (
+        descriptor.TYPE_STRING,
+        descriptor.TYPE_MESSAGE,
+    )
+    if not length_delimited:
+        assert descriptor.type in (descriptor.TYPE_INT32, descriptor.TYPE_INT64), "only varints are singular"
+    key = descriptor.number << 3 | (2 if length_delimited else 0)
+    assert key < 0x80, f"{message.__name__}.{field}: multi-byte tags are not needed here"
+    return bytes([key])
+
+
+_COLUMN_NAME = _tag(predictions_pb2.Column, "name")
+_COLUMN_VALUES = _tag(predictions_pb2.Column, "values")
+_BULK_REQUEST_COLUMNS = _tag(predictions_pb2.PredictBatchRequest, "columns")
+_RESPONSE_VERSION = _tag(predictions_pb2.PredictBatchResponse, "model_version")
+_RESPONSE_CLASSES = _tag(predictions_pb2.PredictBatchResponse, "classes")
+_RESPONSE_LABELS = _tag(predictions_pb2.PredictBatchResponse, "label_indices")
+_RESPONSE_PROBABILITIES = _tag(predictions_pb2.PredictBatchResponse, "probabilities")
+_RESPONSE_ROW_OFFSET = _tag(predictions_pb2.PredictBatchResponse, "row_offset")
 
 
 def _varint(n: int) -> bytes:
@@ -55,13 +75,13 @@ def column(name: str, values: npt.ArrayLike) -> predictions_pb2.Column:
     return predictions_pb2.Column.FromString(_column_bytes(name, values))
 
 
-def batch_request(columns: Mapping[str, npt.ArrayLike]) -> predictions_pb2.PredictBatchRequest:
+def bulk_request(columns: Mapping[str, npt.ArrayLike]) -> predictions_pb2.PredictBatchRequest:
     """A PredictBatchRequest with one Column per named array (for clients: tests, the benchmark)."""
-    data = b"".join(_field(_BATCH_REQUEST_COLUMNS, _column_bytes(n, v)) for n, v in columns.items())
+    data = b"".join(_field(_BULK_REQUEST_COLUMNS, _column_bytes(n, v)) for n, v in columns.items())
     return predictions_pb2.PredictBatchRequest.FromString(data)
 
 
-def batch_response(
+def bulk_response(
     *,
     model_version: str,
     classes: Sequence[str],

@@ -1,44 +1,51 @@
 """Shapes of the service's JSON answers, declared for BentoML's OpenAPI page (/docs.json).
 
 The APIs return pre-serialised responses for speed, so these models document; they do not convert.
+They forbid undocumented keys, so tests/bento/test_api_contract.py can hold real answers to them.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, RootModel
+from pydantic import BaseModel, ConfigDict, RootModel
 
 
-class Prediction(BaseModel):
+class Documented(BaseModel):
+    """A documented JSON object: exactly these keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Prediction(Documented):
     label: str
     probabilities: dict[str, float]
     model_version: str
 
 
-class RowPredictions(BaseModel):
+class RowPredictions(Documented):
     model_version: str
     classes: list[str]
     labels: list[str]
     probabilities: list[list[float]]
 
 
-class FeatureInfo(BaseModel):
+class FeatureInfo(Documented):
     name: str
     min: float
     max: float
     mean: float
 
 
-class Metrics(BaseModel):
+class Metrics(Documented):
     accuracy: float
     f1_macro: float
 
 
-class TrainingSample(BaseModel):
+class TrainingSample(Documented):
     columns: dict[str, list[float]]
     labels: list[str]
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(Documented):
     name: str
     version: str
     dataset: str
@@ -52,7 +59,7 @@ class ModelInfo(BaseModel):
     sha256: str
 
 
-class Reload(BaseModel):
+class Reload(Documented):
     previous_version: str
     current_version: str
 

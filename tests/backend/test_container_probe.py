@@ -1,4 +1,4 @@
-"""`python -m backend.healthcheck`, the container probe, against a real backend on a free port."""
+"""`python -m backend.container_probe`, the container probe, against a real backend on a free port."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ import asyncio
 import os
 import sys
 
-from backend.healthcheck import check
+from backend.container_probe import check
+from scripts.processes import ROOT, free_port
 from tests.fixtures.backend import TEST_PAGE_TOKEN_SECRET, RunningBackend
-from tests.support import ROOT, free_port
 
 
 async def run_probe(port: int) -> tuple[int, str]:
     # The probe builds the backend's Settings, so it needs what the server needs (env wins over .env).
     env = {**os.environ, "GRPC_PORT": str(port), "PAGE_TOKEN_SECRET": TEST_PAGE_TOKEN_SECRET}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "backend.healthcheck", "--timeout", "2",
+        sys.executable, "-m", "backend.container_probe", "--timeout", "2",
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     out, _ = await proc.communicate()

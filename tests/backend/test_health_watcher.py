@@ -8,7 +8,7 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
 from backend.exceptions import Unavailable
-from backend.health import DependencyWatcher
+from backend.health_watcher import DependencyWatcher
 
 SERVICE = "fruitstack.v1.FruitService"
 

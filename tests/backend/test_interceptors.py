@@ -26,7 +26,6 @@ class _SubclassOfNotFound(exceptions.NotFound):
         (exceptions.FailedPrecondition("x"), grpc.StatusCode.FAILED_PRECONDITION),
         (exceptions.Unavailable("x"), grpc.StatusCode.UNAVAILABLE),
         (exceptions.DeadlineExceeded("x"), grpc.StatusCode.DEADLINE_EXCEEDED),
-        (exceptions.Unimplemented("x"), grpc.StatusCode.UNIMPLEMENTED),
         (_SubclassOfNotFound("x"), grpc.StatusCode.NOT_FOUND),
         (exceptions.FruitstackError("x"), grpc.StatusCode.INTERNAL),
     ],
@@ -47,7 +46,7 @@ class _BrokenFruits(fruits_pb2_grpc.FruitServiceServicer):
         raise exceptions.NotFound(f"no fruit with id {request.id!r}")
 
 
-class _HalfBatch(predictions_pb2_grpc.PredictionServiceServicer):
+class _HalfBulk(predictions_pb2_grpc.PredictionServiceServicer):
     async def PredictBatch(
         self,
         request_iterator: AsyncIterator[predictions_pb2.PredictBatchRequest],
@@ -62,7 +61,7 @@ async def channel() -> AsyncIterator[aio.Channel]:
     server = aio.server(interceptors=[ErrorMappingInterceptor()])
     # The stand-ins implement only the methods these tests call.
     fruits_pb2_grpc.add_FruitServiceServicer_to_server(_BrokenFruits(), server)  # type: ignore[abstract]
-    predictions_pb2_grpc.add_PredictionServiceServicer_to_server(_HalfBatch(), server)  # type: ignore[abstract]
+    predictions_pb2_grpc.add_PredictionServiceServicer_to_server(_HalfBulk(), server)  # type: ignore[abstract]
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:

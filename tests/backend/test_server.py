@@ -14,9 +14,9 @@ from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from backend.health import FRUIT_SERVICE, OVERALL, PREDICTION_SERVICE
+from backend.health_watcher import FRUIT_SERVICE, OVERALL, PREDICTION_SERVICE
+from scripts.processes import NxServer
 from tests.fixtures.backend import BackendProcess, RunningBackend, backend_settings, running_backend
-from tests.fixtures.mongo import NxServer
 from tests.support import run_grpcurl
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from tests.support import ROOT
+from scripts.processes import ROOT
 
 if str(ROOT / "bento") not in sys.path:
     sys.path.insert(0, str(ROOT / "bento"))

@@ -20,10 +20,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from playwright.sync_api import Page
 from shiny.playwright import controller
 
+from scripts.processes import wait_until
 from tests import support
 from tests.browser import expect_table_cell
 from tests.fixtures.stack import ComposeStack
-from tests.support import wait_until
 
 # The first test also builds every image (minutes when the layer cache is cold).
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]

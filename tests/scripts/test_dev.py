@@ -8,7 +8,7 @@ import time
 import pytest
 
 from scripts.dev import ProcessSpec, Stack
-from tests.support import wait_until
+from scripts.processes import wait_until
 
 SLEEP = "import time; time.sleep(60)"
 # Says goodbye on SIGTERM, so the test can see that stop() sent it and waited.

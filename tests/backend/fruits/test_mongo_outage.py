@@ -11,9 +11,9 @@ import pytest
 from fruitstack.v1 import fruits_pb2
 from grpc import aio
 
-from backend.health import FRUIT_SERVICE, OVERALL
+from backend.health_watcher import FRUIT_SERVICE, OVERALL
+from scripts.processes import NxServer
 from tests.fixtures.backend import RunningBackend, backend_settings, running_backend
-from tests.fixtures.mongo import NxServer
 
 
 async def wait_for_status(backend: RunningBackend, service: str, status: str) -> None:

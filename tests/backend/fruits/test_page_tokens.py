@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from backend.exceptions import InvalidArgument
-from backend.pagination import PageTokenCodec
+from backend.fruits.page_tokens import PageTokenCodec
 
 CODEC = PageTokenCodec(b"unit-test-secret-0123456789")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backend.exceptions import InvalidArgument
-from backend.validation import (
+from backend.fruits.validation import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     normalize_name,

@@ -13,10 +13,10 @@ import pytest
 from fruitstack.v1 import fruits_pb2, predictions_pb2, predictions_pb2_grpc
 from grpc import aio
 
-from backend.health import FRUIT_SERVICE, PREDICTION_SERVICE
+from backend.health_watcher import FRUIT_SERVICE, PREDICTION_SERVICE
+from scripts.processes import NxServer
 from tests.fixtures.backend import RunningBackend, backend_in_front_of
-from tests.fixtures.model_service import ModelService
-from tests.fixtures.mongo import NxServer
+from tests.fixtures.model_service import ModelService, artifact_path
 
 # The async stub type exists only in the typed stubs (.pyi), hence a string.
 Stub: TypeAlias = "predictions_pb2_grpc.PredictionServiceAsyncStub"
@@ -111,6 +111,26 @@ async def test_update_model_under_a_stream_of_predicts_loses_none(
     assert versions[-1] == new_version
     model = (await stub.GetModel(predictions_pb2.GetModelRequest(), timeout=10)).model
     assert model.version == new_version
+
+
+async def test_update_to_a_refused_artifact_is_failed_precondition_and_serving_goes_on(
+    private_model_service: ModelService, backend_with_private_model: RunningBackend
+) -> None:
+    """A corrupt artifact (the model service's 409) is a problem to fix, not an outage to retry."""
+    stub = prediction_stub(backend_with_private_model)
+    request = await typical_request(stub)
+    tampered = await asyncio.to_thread(private_model_service.train, seed=11)
+    artifact = artifact_path(private_model_service.bentoml_home, tampered)
+    artifact.write_bytes(artifact.read_bytes() + b"\x00")
+
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub.UpdateModel(predictions_pb2.UpdateModelRequest(), timeout=60)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = caught.value.details() or ""
+    assert "refusing to load" in details
+    assert tampered in details
+    answer = await stub.Predict(request, timeout=10)
+    assert answer.model_version == private_model_service.version
 
 
 async def test_predictions_keep_working_while_mongodb_is_down(

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from backend.prediction import ModelClient, Predictor
-from backend.prediction.client import BulkAnswer, RowsAnswer
+from backend.prediction.model_client import BulkAnswer, RowsAnswer
 
 
 def model_json(version: str, features: tuple[str, ...] = ("a", "b")) -> dict[str, Any]:
@@ -66,6 +66,6 @@ async def test_predict_stream_answers_chunks_in_order() -> None:
         for start in range(0, 100, 10):
             yield {"b": np.zeros(10), "a": np.arange(start, start + 10) / 100}
 
-    results = [r async for r in predictor.predict_stream(chunks())]
+    results = [r async for r in predictor.predict_bulk(chunks())]
     probabilities = np.concatenate([r.probabilities[:, 1] for r in results])
     np.testing.assert_allclose(probabilities, np.arange(100) / 100)

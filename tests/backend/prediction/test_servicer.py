@@ -14,7 +14,7 @@ import pytest
 from fruitstack.v1 import predictions_pb2, predictions_pb2_grpc
 from grpc import aio
 
-from backend import columns
+from backend.prediction import wire
 from tests.fixtures.backend import RunningBackend
 from tests.fixtures.model_service import ModelService
 
@@ -31,10 +31,6 @@ def stub(backend_with_model: RunningBackend) -> Stub:
 def pipeline(model_service: ModelService) -> Any:
     """The served model called in-process: the reference every answer is compared with."""
     return joblib.load(model_service.artifact)
-
-
-def predict_request(names: list[str], row: np.ndarray[Any, Any]) -> predictions_pb2.PredictRequest:
-    return predictions_pb2.PredictRequest(features=dict(zip(names, row.tolist(), strict=True)))
 
 
 async def get_model(stub: Stub) -> predictions_pb2.Model:
@@ -122,7 +118,7 @@ async def test_bad_features_are_invalid_argument_naming_the_feature(
         assert word in (caught.value.details() or "")
 
 
-async def test_predict_batch_of_50k_rows_in_chunks_equals_the_model_in_process(
+async def test_predict_bulk_of_50k_rows_in_chunks_equals_the_model_in_process(
     stub: Stub, pipeline: Any
 ) -> None:
     model = await get_model(stub)
@@ -134,13 +130,13 @@ async def test_predict_batch_of_50k_rows_in_chunks_equals_the_model_in_process(
         for start in range(0, len(x), chunk):
             # Columns in reverse order: the server must match them by name, not position.
             part = x[start : start + chunk]
-            yield columns.batch_request({n: part[:, j] for j, n in reversed(list(enumerate(names)))})
+            yield wire.bulk_request({n: part[:, j] for j, n in reversed(list(enumerate(names)))})
 
     answers = [a async for a in stub.PredictBatch(requests(), timeout=60)]
     assert [a.row_offset for a in answers] == list(range(0, len(x), chunk))
     assert all(a.model_version == model.version and list(a.classes) == list(model.classes) for a in answers)
     labels = np.concatenate([np.asarray(a.label_indices) for a in answers])
-    probabilities = np.vstack([np.column_stack([columns.array(c) for c in a.probabilities]) for a in answers])
+    probabilities = np.vstack([np.column_stack([wire.array(c) for c in a.probabilities]) for a in answers])
     assert [c.name for c in answers[0].probabilities] == list(model.classes)
     expected = pipeline.predict_proba(x)
     np.testing.assert_allclose(probabilities, expected, rtol=1e-12)
@@ -161,10 +157,10 @@ async def test_predict_batch_of_50k_rows_in_chunks_equals_the_model_in_process(
     ],
     ids=["missing-column", "ragged", "nan"],
 )
-async def test_bad_batch_chunks_are_invalid_argument(stub: Stub, columns_of: Any, words: list[str]) -> None:
+async def test_bad_bulk_chunks_are_invalid_argument(stub: Stub, columns_of: Any, words: list[str]) -> None:
     model = await get_model(stub)
     names = [f.name for f in model.features]
-    request = columns.batch_request(columns_of(random_rows(model, 10), names))
+    request = wire.bulk_request(columns_of(random_rows(model, 10), names))
 
     async def requests() -> AsyncIterator[predictions_pb2.PredictBatchRequest]:
         yield request
@@ -197,7 +193,7 @@ async def test_health_reports_prediction_service_serving(backend_with_model: Run
     assert await backend_with_model.status("fruitstack.v1.PredictionService") == "SERVING"
 
 
-async def test_predict_batch_takes_chunks_above_grpcs_default_4mb_limit(
+async def test_predict_bulk_takes_chunks_above_grpcs_default_4mb_limit(
     backend_with_model: RunningBackend, pipeline: Any
 ) -> None:
     big = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
@@ -207,7 +203,7 @@ async def test_predict_batch_takes_chunks_above_grpcs_default_4mb_limit(
         x = random_rows(model, 200_000, seed=11)  # 6.4 MB of features in, 4.8 MB of probabilities out
 
         async def requests() -> AsyncIterator[predictions_pb2.PredictBatchRequest]:
-            yield columns.batch_request({f.name: x[:, j] for j, f in enumerate(model.features)})
+            yield wire.bulk_request({f.name: x[:, j] for j, f in enumerate(model.features)})
 
         answers = [a async for a in stub.PredictBatch(requests(), timeout=60)]
     assert len(answers) == 1

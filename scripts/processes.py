@@ -1,0 +1,220 @@
+"""Processes and ports for the development tools: `nox -s dev`, the tests and the benchmarks share these.
+
+No pytest in here: the benchmarks and the launcher import it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import psutil
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tool_path(name: str) -> str | None:
+    """A console script of this Python's environment (beside the interpreter), else from PATH."""
+    beside_python = Path(sys.executable).with_name(name)
+    return str(beside_python) if beside_python.exists() else shutil.which(name)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str, *, timeout: float = 2) -> bool:
+    """Whether GET url answers 200 now (never raises)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return bool(response.status == 200)
+    except OSError:  # URLError is an OSError
+        return False
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.1) -> None:
+    """Poll predicate until it is true; fail with `what` in the message after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class ManagedProcess:
+    """A child process with its output in a log file, stopped (and waited for) on demand."""
+
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[str],
+        *,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.args = list(args)
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd or ROOT
+        self.log_path = log_dir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ManagedProcess:
+        log = self.log_path.open("ab")
+        # A new session so that stop() also reaches the workers a server forks.
+        self.proc = subprocess.Popen(
+            self.args,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_ready(self, predicate: Callable[[], bool], *, timeout: float = 60) -> None:
+        """Wait for predicate; fail with the process log if it dies or takes too long."""
+
+        def ready() -> bool:
+            if not self.running:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
+            return predicate()
+
+        try:
+            wait_until(ready, timeout=timeout, what=f"{self.name} to be ready")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.log_tail()}") from None
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 20) -> None:
+        """Send sig to the whole process group and wait for exit (SIGKILL after timeout)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        # Some servers start workers in sessions of their own (BentoML's circus does), out of reach
+        # of killpg; a parent killed outright would leave them serving its port as orphans.
+        descendants = _descendants(self.proc.pid)
+        try:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=timeout)
+        except ProcessLookupError:
+            pass
+        for child in descendants:
+            with contextlib.suppress(psutil.Error):
+                child.send_signal(sig)
+        _gone, alive = psutil.wait_procs(descendants, timeout=timeout)
+        for child in alive:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        children: list[psutil.Process] = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    return children
+
+
+def nx_27017_args(
+    executable: str, *, db_dir: Path, log_file: Path, port: int, host: str = "127.0.0.1"
+) -> list[str]:
+    """The command line of an nx-27017 server with its SQLite files in db_dir (pid file beside the log)."""
+    return [
+        executable,
+        "--data-dir", str(db_dir),
+        "--host", host,
+        "-p", str(port),
+        "--log-file", str(log_file),
+        "--pid-file", str(log_file.with_suffix(".pid")),
+    ]  # fmt: skip
+
+
+def mongo_answers(uri: str) -> bool:
+    try:
+        client: MongoClient[dict[str, object]] = MongoClient(
+            uri, serverSelectionTimeoutMS=500, connectTimeoutMS=500
+        )
+        with client:
+            client.admin.command("ping")
+        return True
+    except PyMongoError:
+        return False
+
+
+class NxServer:
+    """A local nx-27017 whose data lives in data_dir, so it can be stopped and started again."""
+
+    def __init__(self, data_dir: Path, *, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.uri = f"mongodb://127.0.0.1:{self.port}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        executable = tool_path("nx-27017")
+        if executable is None:
+            raise FileNotFoundError("nx-27017 is not installed (pip install -r requirements-dev.txt)")
+        args = nx_27017_args(
+            executable, db_dir=data_dir / "db", log_file=data_dir / "nx-27017.server.log", port=self.port
+        )
+        self._process = ManagedProcess("nx-27017", args, log_dir=data_dir)
+
+    @property
+    def running(self) -> bool:
+        return self._process.running
+
+    def start(self) -> NxServer:
+        self._process.start()
+        self._process.wait_ready(lambda: mongo_answers(self.uri), timeout=60)
+        return self
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open but nothing is answered."""
+        assert self._process.proc is not None
+        os.kill(self._process.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process.proc is not None
+        os.kill(self._process.proc.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        """Stop it and wait for the process to exit (it checkpoints its SQLite files on SIGTERM)."""
+        self._process.stop()
