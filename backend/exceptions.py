@@ -6,7 +6,9 @@
     ├── FailedPrecondition  the system is not in a state to answer and retrying will not change that
     │                       (the model service has no model, or refused a corrupt artifact)
     ├── Unavailable         a dependency (MongoDB, the model service) cannot be reached; retry later
-    └── DeadlineExceeded    the call ran out of time
+    ├── DeadlineExceeded    the call ran out of time
+    └── MalformedRequest    the request bytes are not the method's protobuf message (INTERNAL, as
+                            gRPC's status-code guide says for a request that cannot be parsed)
 
 The message of each exception is sent to the client, so it must say what is wrong in plain words
 and never carry secrets or internals.
@@ -41,3 +43,7 @@ class Unavailable(FruitstackError):
 
 class DeadlineExceeded(FruitstackError):
     """The call ran out of time."""
+
+
+class MalformedRequest(FruitstackError):
+    """The request could not be parsed (not protobuf, or a string field that is not UTF-8)."""

@@ -13,7 +13,8 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 from bentoml.validators import ContentType
-from fruitstack_model.inputs import matrix_from_npy, matrix_from_rows, row_from_features
+from fruitstack_model.exceptions import InvalidInput
+from fruitstack_model.inputs import matrix_from_npy, matrix_from_rows, row_from_features, unscorable_rows
 from fruitstack_model.live_model import LiveModel, VersionMarker
 from fruitstack_model.model_store import MODEL_NAME, LoadedModel, load_verified
 from fruitstack_model.schemas import ModelInfo, NpyProbabilities, Prediction, Reload, RowPredictions
@@ -21,6 +22,9 @@ from fruitstack_model.settings import ServiceSettings
 from starlette.responses import Response
 
 VERSION_HEADER = "X-Model-Version"
+# /predict_bulk: the position of the body's first row in the caller's stream, so messages name the
+# row the caller knows (the backend sends chunks of one PredictBatch stream).
+ROW_OFFSET_HEADER = "X-Row-Offset"
 NPY_MEDIA_TYPE = "application/octet-stream"
 
 
@@ -59,7 +63,11 @@ class FruitstackModel:
     async def predict(self, features: dict[str, Any]) -> Response:
         """One row as {feature: number} -> label, probability per class and the model version."""
         model = await self.live.current()
-        probabilities = model.predict_proba(row_from_features(features, model.feature_names))[0]
+        row = row_from_features(features, model.feature_names)
+        scored = model.predict_proba(row)
+        if problems := unscorable_rows(row, scored, model.metadata["features"]):
+            raise InvalidInput(problems[0])
+        probabilities = scored[0]
         return _json(
             {
                 "label": model.classes[int(probabilities.argmax())],
@@ -71,28 +79,50 @@ class FruitstackModel:
 
     @bentoml.api(output_spec=RowPredictions)  # type: ignore[untyped-decorator]
     async def predict_rows(self, rows: list[list[Any]]) -> Response:
-        """Many rows, values in the model's feature order -> labels and probabilities per row."""
+        """Many rows, values in the model's feature order -> labels and probabilities per row.
+
+        The rows are usually many callers' predictions coalesced by the backend, so a row that cannot
+        be scored fails alone: it is listed in `errors` (its label "" and probabilities []).
+        """
         model = await self.live.current()
-        probabilities = await self._score(model, matrix_from_rows(rows, model.feature_names))
+        matrix = matrix_from_rows(rows, model.feature_names)
+        probabilities = await self._score(model, matrix)
+        errors = unscorable_rows(matrix, probabilities, model.metadata["features"])
+        labels = model.labels(probabilities)
+        scores: Any = probabilities
+        if errors:
+            scores = probabilities.tolist()
+            for i in errors:
+                labels[i], scores[i] = "", []
         return _json(
             {
                 "model_version": model.version,
                 "classes": model.classes,
-                "labels": model.labels(probabilities),
-                "probabilities": probabilities,
+                "labels": labels,
+                "probabilities": scores,
+                "errors": [{"row": i, "error": message} for i, message in errors.items()],
             },
             model.version,
         )
 
     @bentoml.api(output_spec=NpyProbabilities)  # type: ignore[untyped-decorator]
-    async def predict_bulk(self, body: Annotated[bytes, ContentType(NPY_MEDIA_TYPE)], /) -> Response:
+    async def predict_bulk(
+        self, body: Annotated[bytes, ContentType(NPY_MEDIA_TYPE)], /, ctx: bentoml.Context
+    ) -> Response:
         """An .npy float64 (n_rows, n_features) array -> an .npy float64 (n_rows, n_classes) array.
 
         Binary both ways: a million rows are 32 MB of .npy but several times that as JSON, and
-        parse in milliseconds instead of seconds.
+        parse in milliseconds instead of seconds. One caller's rows: any row that cannot be scored
+        refuses the request (400), naming it counted from the `X-Row-Offset` header.
         """
         model = await self.live.current()
-        probabilities = await self._score(model, matrix_from_npy(body, model.feature_names))
+        offset = _row_offset(ctx)
+        matrix = matrix_from_npy(body, model.feature_names, row_offset=offset)
+        probabilities = await self._score(model, matrix)
+        if problems := unscorable_rows(matrix, probabilities, model.metadata["features"]):
+            first, message = next(iter(problems.items()))
+            more = f" ({len(problems) - 1} more rows cannot be scored either)" if len(problems) > 1 else ""
+            raise InvalidInput(f"row {first + offset}: {message}{more}")
         out = io.BytesIO()
         np.save(out, probabilities, allow_pickle=False)
         return Response(out.getvalue(), media_type=NPY_MEDIA_TYPE, headers={VERSION_HEADER: model.version})
@@ -115,6 +145,13 @@ class FruitstackModel:
         if len(rows) >= self.settings.thread_rows:
             return await asyncio.to_thread(model.predict_proba, rows)
         return model.predict_proba(rows)
+
+
+def _row_offset(ctx: bentoml.Context) -> int:
+    raw = ctx.request.headers.get(ROW_OFFSET_HEADER, "0")
+    if not raw.isdigit() or len(raw) > 18:
+        raise InvalidInput(f"the {ROW_OFFSET_HEADER} header must be a non-negative integer, got {raw[:40]!r}")
+    return int(raw)
 
 
 def _default_state_dir() -> Path:

@@ -146,6 +146,19 @@ class ManagedProcess:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def pause(self) -> None:
+        """Freeze the process and its workers (SIGSTOP): connections stay open, nothing answers."""
+        self._signal_tree(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_tree(signal.SIGCONT)
+
+    def _signal_tree(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        for process in [psutil.Process(self.proc.pid), *_descendants(self.proc.pid)]:
+            with contextlib.suppress(psutil.Error):
+                process.send_signal(sig)
+
 
 def _descendants(pid: int) -> list[psutil.Process]:
     try:
@@ -208,12 +221,10 @@ class NxServer:
 
     def pause(self) -> None:
         """Freeze the server (SIGSTOP): connections stay open but nothing is answered."""
-        assert self._process.proc is not None
-        os.kill(self._process.proc.pid, signal.SIGSTOP)
+        self._process.pause()
 
     def resume(self) -> None:
-        assert self._process.proc is not None
-        os.kill(self._process.proc.pid, signal.SIGCONT)
+        self._process.resume()
 
     def stop(self) -> None:
         """Stop it and wait for the process to exit (it checkpoints its SQLite files on SIGTERM)."""

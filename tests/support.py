@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import NoReturn
+from collections.abc import AsyncIterable
+from typing import Any, NoReturn
 
 import pytest
 
@@ -47,3 +48,9 @@ async def run_grpcurl(*args: str) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def read_into(answers: list[Any], stream: AsyncIterable[Any]) -> None:
+    """Append every message of a streaming call to answers (those before an error stay there)."""
+    async for answer in stream:
+        answers.append(answer)

@@ -8,6 +8,7 @@ from bson import ObjectId
 from bson.errors import InvalidId
 
 from backend.exceptions import InvalidArgument
+from backend.messages import shorten
 
 NAME_MAX_CHARS = 64
 DEFAULT_PAGE_SIZE = 50
@@ -48,8 +49,9 @@ def parse_fruit_id(raw: str) -> ObjectId:
     try:
         return ObjectId(raw)
     except (InvalidId, TypeError):
-        shown = raw if len(raw) <= 40 else raw[:40] + "..."
-        raise InvalidArgument(f"id {shown!r} is not a fruit id (expected 24 hexadecimal digits)") from None
+        raise InvalidArgument(
+            f"id {shorten(raw)!r} is not a fruit id (expected 24 hexadecimal digits)"
+        ) from None
 
 
 def resolve_page_size(requested: int) -> int:

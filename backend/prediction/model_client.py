@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from backend.exceptions import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
+from backend.prediction.breaker import CircuitBreaker
 from backend.prediction.schema import FloatArray
 
 # A host that is gone (e.g. a stopped container whose address is still cached) never refuses a
@@ -33,6 +34,8 @@ class RowsAnswer:
     classes: list[str]
     labels: list[str]
     probabilities: list[list[float]]
+    # Rows the model could not score (an input that overflows its arithmetic): row -> reason.
+    errors: dict[int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,7 @@ class ModelClient:
         self._default_timeout = default_timeout
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self.breaker = CircuitBreaker()
 
     @property
     def base_url(self) -> str:
@@ -83,13 +87,21 @@ class ModelClient:
             classes=data["classes"],
             labels=data["labels"],
             probabilities=data["probabilities"],
+            errors={int(e["row"]): str(e["error"]) for e in data.get("errors") or ()},
         )
 
-    async def predict_bulk(self, x: FloatArray, *, time_left: float | None = None) -> BulkAnswer:
+    async def predict_bulk(
+        self, x: FloatArray, *, row_offset: int = 0, time_left: float | None = None
+    ) -> BulkAnswer:
+        """Score one chunk; row_offset (its first row's place in the stream) numbers rows in errors."""
         buffer = io.BytesIO()
         np.save(buffer, x, allow_pickle=False)
         body, headers = await self._post(
-            "/predict_bulk", buffer.getbuffer(), "application/octet-stream", time_left
+            "/predict_bulk",
+            buffer.getbuffer(),
+            "application/octet-stream",
+            time_left,
+            headers={"X-Row-Offset": str(row_offset)},
         )
         try:
             probabilities = np.load(io.BytesIO(body), allow_pickle=False)
@@ -100,15 +112,27 @@ class ModelClient:
         return BulkAnswer(model_version=headers.get("X-Model-Version", ""), probabilities=probabilities)
 
     async def ready(self, *, time_left: float = 2.0) -> bool:
-        """Whether BentoML's `/readyz` answers 200 (never raises)."""
+        """Whether BentoML's `/readyz` answers 200 (never raises); the breaker follows the answer.
+
+        This is the health watcher's probe, so it goes around the breaker: it is what closes it.
+        """
+        where = f"the model service at {self._base_url}"
+        timeout = aiohttp.ClientTimeout(total=time_left, sock_connect=CONNECT_TIMEOUT_S)
         try:
-            async with self._http().get(
-                self._base_url + "/readyz", timeout=aiohttp.ClientTimeout(total=time_left)
-            ) as response:
+            async with self._http().get(self._base_url + "/readyz", timeout=timeout) as response:
                 await response.read()
-                return response.status == 200
-        except (aiohttp.ClientError, OSError, TimeoutError):
-            return False
+                ready, reason = response.status == 200, f"{where} is not ready (/readyz: {response.status})"
+        except aiohttp.ConnectionTimeoutError:
+            ready, reason = False, f"{where} accepted no connection within {CONNECT_TIMEOUT_S}s"
+        except (aiohttp.ClientError, OSError) as exc:
+            ready, reason = False, f"{where} is unreachable: {exc}"
+        except TimeoutError:
+            ready, reason = False, f"{where} did not answer /readyz within {time_left:.3g}s"
+        if ready:
+            self.breaker.succeeded()
+        else:
+            self.breaker.failed(reason)
+        return ready
 
     async def _post_json(self, path: str, body: bytes, time_left: float | None) -> dict[str, Any]:
         raw, _ = await self._post(path, body, "application/json", time_left)
@@ -121,16 +145,23 @@ class ModelClient:
         return data
 
     async def _post(
-        self, path: str, body: bytes | memoryview, content_type: str, time_left: float | None
+        self,
+        path: str,
+        body: bytes | memoryview,
+        content_type: str,
+        time_left: float | None,
+        *,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[bytes, Mapping[str, str]]:
         seconds = self._default_timeout if time_left is None else time_left
         if seconds <= 0:
             raise DeadlineExceeded(f"no time left to call the model service ({path})")
         url = self._base_url + path
         deadline = time.monotonic() + seconds
+        trial = self.breaker.before_call()  # raises Unavailable at once while the service is down
         try:
             try:
-                status, raw, headers = await self._send(url, body, content_type, seconds)
+                status, raw, answer_headers = await self._send(url, body, content_type, headers, seconds)
             except aiohttp.ServerDisconnectedError:
                 # A pooled keep-alive connection the server closed (idle timeout, restart) just as it
                 # was reused. Every call of the API is idempotent, so one fresh attempt is safe, as
@@ -138,35 +169,52 @@ class ModelClient:
                 # tenacity: its per-call bookkeeping was a third of this method's cost under load.
                 if (remaining := deadline - time.monotonic()) <= 0:
                     raise TimeoutError from None
-                status, raw, headers = await self._send(url, body, content_type, remaining)
+                status, raw, answer_headers = await self._send(url, body, content_type, headers, remaining)
             if status == 200:
-                return raw, headers
+                self.breaker.succeeded()
+                return raw, answer_headers
             message = _error_message(raw)
         except aiohttp.ConnectionTimeoutError as exc:
-            raise Unavailable(
+            raise self._down(
                 f"the model service at {self._base_url} accepted no connection within {CONNECT_TIMEOUT_S}s"
             ) from exc
         except TimeoutError as exc:
+            if trial:
+                self.breaker.trial_ended()
             raise DeadlineExceeded(f"the model service did not answer {path} within {seconds:.3g}s") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise Unavailable(f"the model service at {self._base_url} is unreachable: {exc}") from exc
+            raise self._down(f"the model service at {self._base_url} is unreachable: {exc}") from exc
+        except BaseException:  # cancelled: nothing learnt about the service
+            if trial:
+                self.breaker.trial_ended()
+            raise
+        if status in (502, 503, 504):
+            raise self._down(f"the model service is not ready ({status}): {message}")
+        self.breaker.succeeded()  # it answered, if only to refuse
         if status == 400:
             raise InvalidArgument(message)
         if status in (404, 409):
             # No model to serve, or an artifact refused (sha256 mismatch, unreadable): retrying will
             # not help until someone trains or fixes one, so this is not UNAVAILABLE.
             raise FailedPrecondition(f"the model service cannot serve a model: {message}")
-        if status in (502, 503, 504):
-            raise Unavailable(f"the model service is not ready ({status}): {message}")
         raise Unavailable(f"the model service failed on {path} ({status}): {message}")
 
+    def _down(self, reason: str) -> Unavailable:
+        self.breaker.failed(reason)
+        return Unavailable(reason)
+
     async def _send(
-        self, url: str, body: bytes | memoryview, content_type: str, seconds: float
+        self,
+        url: str,
+        body: bytes | memoryview,
+        content_type: str,
+        headers: Mapping[str, str] | None,
+        seconds: float,
     ) -> tuple[int, bytes, Mapping[str, str]]:
         async with self._http().post(
             url,
             data=body,
-            headers={"Content-Type": content_type},
+            headers={"Content-Type": content_type, **(headers or {})},
             timeout=aiohttp.ClientTimeout(total=seconds, sock_connect=CONNECT_TIMEOUT_S),
         ) as response:
             return response.status, await response.read(), response.headers

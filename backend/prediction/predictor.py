@@ -149,14 +149,17 @@ class Predictor:
                     if attempt == 0:
                         continue
                     raise Unavailable("the model changed during the call; retry")
-            scored = iter(zip(answer.labels, answer.probabilities, strict=True))
+            scored = iter(enumerate(zip(answer.labels, answer.probabilities, strict=True)))
             classes = answer.classes
             version = answer.model_version
             done: list[Prediction | BaseException] = []
             for result in results:
                 if result is None:
-                    label, probabilities = next(scored)
-                    result = Prediction(label, dict(zip(classes, probabilities, strict=True)), version)
+                    i, (label, probabilities) = next(scored)
+                    if i in answer.errors:  # this caller's input cannot be scored; the others can
+                        result = InvalidArgument(answer.errors[i])
+                    else:
+                        result = Prediction(label, dict(zip(classes, probabilities, strict=True)), version)
                 done.append(result)
             return done
         raise AssertionError("unreachable")
@@ -164,12 +167,12 @@ class Predictor:
     # ---- bulk ---------------------------------------------------------------------------------
 
     async def _score_matrix(
-        self, schema: ModelInfo, x: FloatArray, time_left: float | None
+        self, schema: ModelInfo, x: FloatArray, row_offset: int, time_left: float | None
     ) -> BulkPrediction:
         if len(x) == 0:
             empty = np.empty((0, len(schema.classes)))
             return BulkPrediction(schema.version, schema.classes, np.empty(0, dtype=np.intp), empty)
-        answer = await self._client.predict_bulk(x, time_left=time_left)
+        answer = await self._client.predict_bulk(x, row_offset=row_offset, time_left=time_left)
         if answer.model_version and answer.model_version != schema.version:
             fresh = await self._refresh_schema(schema.version, time_left)
             if fresh.feature_names != schema.feature_names or fresh.classes != schema.classes:
@@ -199,17 +202,20 @@ class Predictor:
             return None if deadline is None else deadline - time.monotonic()
 
         async def feed() -> None:
+            row_offset = 0  # the chunk's first row in the stream: errors name rows as the caller counts
             try:
                 async for columns in chunks:
                     schema = await self._current_schema(remaining())
                     future: asyncio.Future[BulkPrediction] = asyncio.get_running_loop().create_future()
                     try:
-                        x = schema.matrix(columns)
+                        x = schema.matrix(columns, row_offset=row_offset)
                     except InvalidArgument as exc:
                         future.set_exception(exc)
                         await pending.put(future)
                         return
-                    await pending.put(asyncio.ensure_future(self._score_matrix(schema, x, remaining())))
+                    scoring = self._score_matrix(schema, x, row_offset, remaining())
+                    await pending.put(asyncio.ensure_future(scoring))
+                    row_offset += len(x)
             except Exception as exc:
                 failed: asyncio.Future[BulkPrediction] = asyncio.get_running_loop().create_future()
                 failed.set_exception(exc)

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from backend.exceptions import InvalidArgument
+from backend.messages import name_list
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -78,14 +79,17 @@ class ModelInfo:
                 raise InvalidArgument(f"feature {name!r} must be a finite number, got {value}")
         return row
 
-    def matrix(self, columns: Mapping[str, FloatArray]) -> FloatArray:
-        """Stack named columns into an (n_rows, n_features) float64 array in the model's order."""
+    def matrix(self, columns: Mapping[str, FloatArray], *, row_offset: int = 0) -> FloatArray:
+        """Stack named columns into an (n_rows, n_features) float64 array in the model's order.
+
+        Messages number rows from row_offset, the chunk's first row in the caller's stream.
+        """
         names = self.feature_names
         if len(columns) != len(names) or any(name not in columns for name in names):
             self._raise_for_names(columns.keys())
         lengths = {name: len(columns[name]) for name in names}
         if len(set(lengths.values())) > 1:
-            detail = ", ".join(f"{name}={n}" for name, n in lengths.items())
+            detail = name_list([f"{name}={n}" for name, n in lengths.items()])
             raise InvalidArgument(f"every column must hold the same number of rows, got {detail}")
         x = np.empty((lengths[names[0]], len(names)), dtype=np.float64)
         for j, name in enumerate(names):
@@ -94,18 +98,19 @@ class ModelInfo:
         if not finite.all():
             row, col = np.argwhere(~finite)[0]
             raise InvalidArgument(
-                f"feature {names[col]!r} must be a finite number, got {x[row, col]} in row {row}"
+                f"feature {names[col]!r} must be a finite number, got {x[row, col]} in row {row + row_offset}"
             )
         return x
 
     def _raise_for_names(self, given: Any) -> None:
-        given_names = list(given)
+        given_names = set(given)
         missing = [name for name in self.feature_names if name not in given_names]
-        unknown = sorted(name for name in given_names if name not in self.feature_names)
+        known = set(self.feature_names)
+        unknown = sorted(name for name in given_names if name not in known)
         problems = []
         if missing:
-            problems.append(f"missing feature(s) {', '.join(map(repr, missing))}")
+            problems.append(f"missing feature(s) {name_list(missing, quote=True)}")
         if unknown:
-            problems.append(f"unknown feature(s) {', '.join(map(repr, unknown))}")
-        expected = ", ".join(self.feature_names)
+            problems.append(f"unknown feature(s) {name_list(unknown, quote=True)}")
+        expected = name_list(self.feature_names, limit=20)
         raise InvalidArgument(f"{'; '.join(problems)} (model {self.version} expects: {expected})")

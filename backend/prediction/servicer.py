@@ -13,6 +13,7 @@ from fruitstack.v1 import predictions_pb2, predictions_pb2_grpc
 from grpc import aio
 
 from backend.exceptions import InvalidArgument
+from backend.messages import shorten
 from backend.prediction import ModelInfo, Predictor, wire
 from backend.prediction.schema import FloatArray
 
@@ -72,7 +73,9 @@ async def _column_chunks(
         chunk: dict[str, FloatArray] = {}
         for column in request.columns:
             if column.name in chunk:
-                raise InvalidArgument(f"column {column.name!r} appears more than once in one request")
+                raise InvalidArgument(
+                    f"column {shorten(column.name)!r} appears more than once in one request"
+                )
             chunk[column.name] = wire.array(column)
         yield chunk
 

@@ -21,11 +21,19 @@ class Prediction(Documented):
     model_version: str
 
 
+class RowError(Documented):
+    """A row that cannot be scored (its label is "" and its probabilities [])."""
+
+    row: int
+    error: str
+
+
 class RowPredictions(Documented):
     model_version: str
     classes: list[str]
     labels: list[str]
     probabilities: list[list[float]]
+    errors: list[RowError]
 
 
 class FeatureInfo(Documented):

@@ -35,7 +35,28 @@ def compile_scorer(pipeline: Pipeline, probe: Matrix) -> Scorer:
         folded(probe), pipeline.predict_proba(probe), rtol=0, atol=TOLERANCE
     ):
         return folded
-    return lambda rows: np.asarray(pipeline.predict_proba(rows), dtype=np.float64)
+    return _pipeline_scorer(pipeline)
+
+
+def _pipeline_scorer(pipeline: Pipeline) -> Scorer:
+    """pipeline.predict_proba, with NaN rows where scikit-learn refuses a row.
+
+    Rows arrive validated (finite, the right width), so a ValueError here is a value that overflowed
+    inside the pipeline (e.g. 1e308 scaled to inf). Halving the rows finds the culprits with a few
+    calls, and the caller refuses the NaN rows by name instead of answering 500 for all.
+    """
+    n_classes = len(pipeline.classes_)
+
+    def score(rows: Matrix) -> Matrix:
+        try:
+            return np.asarray(pipeline.predict_proba(rows), dtype=np.float64)
+        except ValueError:
+            if len(rows) == 1:
+                return np.full((1, n_classes), np.nan)
+            half = len(rows) // 2
+            return np.vstack([score(rows[:half]), score(rows[half:])])
+
+    return score
 
 
 def _fold_linear(pipeline: Pipeline) -> Scorer | None:
@@ -58,14 +79,22 @@ def _fold_linear(pipeline: Pipeline) -> Scorer | None:
     # along axis 1 of an (n_rows, 3) array.
     weights = np.ascontiguousarray(coef / scale)  # (n_classes, n_features)
     bias = (np.asarray(classifier.intercept_, dtype=np.float64) - coef @ (mean / scale))[:, None]
+    # Above this magnitude in any feature a logit may overflow (1e308 times a weight above 1 is inf,
+    # and inf - inf is NaN), and whether it does depends on the order BLAS sums in, which differs
+    # between one row and a batch. Such rows come out NaN, the same in any batch, and are refused by
+    # name (inputs.unscorable_rows); below it every logit is finite and the softmax exact.
+    limit = 1e300 / max(float(np.abs(weights).sum(axis=1).max()), 1.0)
 
     def score(rows: Matrix) -> Matrix:
-        logits = weights @ rows.T
-        logits += bias
-        peak = np.max(logits, axis=0)  # softmax is shift-invariant; subtracting avoids overflow
-        logits -= peak
-        np.exp(logits, out=logits)
-        logits /= np.sum(logits, axis=0)
-        return np.ascontiguousarray(logits.T)
+        with np.errstate(over="ignore", invalid="ignore"):
+            logits = weights @ rows.T
+            logits += bias
+            peak = np.max(logits, axis=0)  # softmax is shift-invariant; subtracting avoids overflow
+            logits -= peak
+            np.exp(logits, out=logits)
+            logits /= np.sum(logits, axis=0)
+        probabilities = np.ascontiguousarray(logits.T)
+        probabilities[np.abs(rows).max(axis=1) > limit] = np.nan
+        return probabilities
 
     return score

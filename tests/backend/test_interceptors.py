@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,7 +12,8 @@ from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predicti
 from grpc import aio
 
 from backend import exceptions
-from backend.interceptors import ErrorMappingInterceptor, status_code_for
+from backend.interceptors import BurstLog, ErrorMappingInterceptor, status_code_for
+from backend.messages import MAX_MESSAGE_CHARS
 
 
 class _SubclassOfNotFound(exceptions.NotFound):
@@ -26,6 +28,7 @@ class _SubclassOfNotFound(exceptions.NotFound):
         (exceptions.FailedPrecondition("x"), grpc.StatusCode.FAILED_PRECONDITION),
         (exceptions.Unavailable("x"), grpc.StatusCode.UNAVAILABLE),
         (exceptions.DeadlineExceeded("x"), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (exceptions.MalformedRequest("x"), grpc.StatusCode.INTERNAL),
         (_SubclassOfNotFound("x"), grpc.StatusCode.NOT_FOUND),
         (exceptions.FruitstackError("x"), grpc.StatusCode.INTERNAL),
     ],
@@ -43,6 +46,8 @@ class _BrokenFruits(fruits_pb2_grpc.FruitServiceServicer):
     async def DeleteFruit(
         self, request: fruits_pb2.DeleteFruitRequest, context: aio.ServicerContext[Any, Any]
     ) -> fruits_pb2.DeleteFruitResponse:
+        if request.id == "long":
+            raise exceptions.InvalidArgument("x" * 100_000)
         raise exceptions.NotFound(f"no fruit with id {request.id!r}")
 
 
@@ -93,3 +98,30 @@ async def test_streaming_errors_end_the_stream_with_their_status(channel: aio.Ch
         await call.read()
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.details() == "chunk 2 has a column of the wrong length"
+
+
+async def test_a_huge_message_is_cut_to_a_bounded_length(channel: aio.Channel) -> None:
+    """A last bound on every message: gRPC clients refuse status metadata beyond 8 KB."""
+    with pytest.raises(aio.AioRpcError) as info:
+        await fruits_pb2_grpc.FruitServiceStub(channel).DeleteFruit(fruits_pb2.DeleteFruitRequest(id="long"))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = info.value.details() or ""
+    assert details.startswith("xxx")
+    assert len(details) == MAX_MESSAGE_CHARS + len("...")
+
+
+def test_a_burst_log_warns_once_per_quiet_period_and_counts_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    burst = BurstLog(logging.getLogger("test.burst"), quiet_s=60, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="test.burst"):
+        for _ in range(500):
+            burst.warning("garbage")
+        now[0] = 61.0
+        burst.warning("garbage again")
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    assert messages[0].startswith("garbage; further ones in the next 60s are counted")
+    assert "(499 more like it since the last warning)" in messages[1]
+    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in caplog.records)

@@ -17,7 +17,11 @@ from tests.fixtures.backend import backend_in_front_of, backend_settings, runnin
 
 
 class SilentServer:
-    """A TCP server that accepts HTTP connections and never answers; records how long each stayed open."""
+    """An HTTP server that says it is ready (GET /readyz) but never answers a call.
+
+    It records how long each unanswered connection stayed open. (A service whose readiness probe
+    hangs too is known to be down, and calls to it fail fast instead: see test_outages.py.)
+    """
 
     def __init__(self) -> None:
         self.url = ""
@@ -32,6 +36,11 @@ async def silent_model_service() -> AsyncIterator[SilentServer]:
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         began = time.monotonic()
         first = await reader.read(65536)
+        if first.startswith(b"GET /readyz"):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            writer.close()
+            return
         while await reader.read(65536):  # until the client gives up and closes
             pass
         if first.startswith(b"POST /model"):  # not the health probe's GET /readyz

@@ -74,6 +74,33 @@ async def test_model_service_killed_is_unavailable_fruits_still_work_and_restart
     assert answer.model_version
 
 
+async def test_a_stalled_model_service_fails_calls_fast_once_known_down_and_recovers(
+    private_model_service: ModelService, backend_with_private_model: RunningBackend
+) -> None:
+    """The circuit breaker: no caller waits out its deadline for a service health already calls down."""
+    backend = backend_with_private_model
+    stub = prediction_stub(backend)
+    request = await typical_request(stub)
+    await wait_for_status(backend, PREDICTION_SERVICE, "SERVING")
+
+    private_model_service.process.pause()  # SIGSTOP: connections open, nothing answers
+    try:
+        await wait_for_status(backend, PREDICTION_SERVICE, "NOT_SERVING")
+        deadline_s = 10.0
+        for _ in range(5):
+            began = time.monotonic()
+            with pytest.raises(aio.AioRpcError) as caught:
+                await stub.Predict(request, timeout=deadline_s)
+            took = time.monotonic() - began
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "failing fast" in (caught.value.details() or "")
+            assert took < deadline_s / 10, f"answered after {took:.2f}s of a {deadline_s}s deadline"
+    finally:
+        private_model_service.process.resume()
+    await wait_for_status(backend, PREDICTION_SERVICE, "SERVING")
+    assert (await stub.Predict(request, timeout=10)).label
+
+
 async def test_update_model_under_a_stream_of_predicts_loses_none(
     private_model_service: ModelService, backend_with_private_model: RunningBackend
 ) -> None:

@@ -40,9 +40,12 @@ class FakeClient(ModelClient):
             classes=["x", "y"],
             labels=["y" if r[0] > 0.5 else "x" for r in rows],
             probabilities=[[1 - r[0], r[0]] for r in rows],
+            errors={},
         )
 
-    async def predict_bulk(self, x: Any, *, time_left: float | None = None) -> BulkAnswer:
+    async def predict_bulk(
+        self, x: Any, *, row_offset: int = 0, time_left: float | None = None
+    ) -> BulkAnswer:
         return BulkAnswer(model_version=self.version, probabilities=np.column_stack([1 - x[:, 0], x[:, 0]]))
 
 
