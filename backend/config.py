@@ -3,20 +3,38 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# A well-known value (it is in this repository), so anyone could forge page tokens with it:
-# refused outside LOCAL_MODE.
+# Well-known values (they are in this repository), so anyone could forge tokens or sign in with
+# them: refused outside LOCAL_MODE.
 PLACEHOLDER_PAGE_TOKEN_SECRET = "change-me-local-only"
+PLACEHOLDER_AUTH_TOKEN_SECRET = "change-me-local-only-token-signing-key"
+# The documented first-admin password of `nox -s dev` (scripts/dev.py).
+PLACEHOLDER_ADMIN_PASSWORD = "fruitstack-local-admin"
+# HS256 keys shorter than the hash (32 bytes) weaken it (RFC 7518 section 3.2).
+AUTH_TOKEN_SECRET_MIN = 32
+FIRST_ADMIN_PASSWORD_MIN = 12
+
+# Secret files: where Docker puts compose `secrets:` and where docker-compose.yml mounts the
+# generated ones. Each file is named after its setting (auth_token_secret, page_token_secret,
+# first_admin_password); an environment variable of the same name wins over the file.
+SECRETS_DIR = Path("/run/secrets")
 
 
 class Settings(BaseSettings):
     """Every setting of the backend; the environment variable is the upper-case field name."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        # Only when it exists: pydantic-settings warns about a missing secrets directory.
+        secrets_dir=SECRETS_DIR if SECRETS_DIR.is_dir() else None,
+    )
 
     grpc_host: str = Field(default="[::]", description="Address the gRPC server binds to.")
     grpc_port: int = Field(default=50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
@@ -50,8 +68,46 @@ class Settings(BaseSettings):
             " so tokens do not survive a restart nor pass between replicas."
         ),
     )
+    auth_token_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "HMAC key (HS256) that signs access tokens, at least 32 characters. Unset or empty: a"
+            " random key per process, so every sign-in ends when the backend restarts."
+        ),
+    )
+    auth_token_ttl_s: int = Field(
+        default=1800, ge=10, le=86_400, description="How long an access token from Login is valid."
+    )
+    allow_anonymous_reads: bool = Field(
+        default=False,
+        description="Let callers without a token list fruits, read the model and predict (READ rows).",
+    )
+    first_admin_username: str = Field(
+        default="admin", description="The admin created at start-up when no user of that name exists."
+    )
+    first_admin_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="Its password (at least 12 characters); empty: no user is created at start-up.",
+    )
+    login_max_attempts: int = Field(
+        default=5, ge=1, description="Failed logins allowed per username within LOGIN_WINDOW_S."
+    )
+    login_window_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds from a username's first failed login during which its failures count;"
+        " once LOGIN_MAX_ATTEMPTS are used up, its logins are refused until the window ends.",
+    )
+    tls_cert_file: FilePath | None = Field(
+        default=None, description="PEM certificate (chain) of the server; with TLS_KEY_FILE, serve TLS."
+    )
+    tls_key_file: FilePath | None = Field(default=None, description="PEM private key of TLS_CERT_FILE.")
+    tls_ca_file: FilePath | None = Field(
+        default=None,
+        description="CA that signed the certificate: the container probe's trust root when TLS is on.",
+    )
     local_mode: bool = Field(
-        default=False, description="Allow the placeholder secret (local development only)."
+        default=False, description="Allow the placeholder secrets (local development only)."
     )
     shutdown_grace_s: float = Field(
         default=10.0, ge=0, description="On SIGTERM, how long in-flight calls may take to finish."
@@ -60,7 +116,7 @@ class Settings(BaseSettings):
         default="INFO", description="Logging level."
     )
 
-    @field_validator("page_token_secret", mode="before")
+    @field_validator("page_token_secret", "auth_token_secret", mode="before")
     @classmethod
     def _random_secret_when_unset(cls, value: Any) -> Any:
         # A random key is safe (nobody can forge tokens) and lets `docker compose up` work on a
@@ -77,4 +133,25 @@ class Settings(BaseSettings):
             raise ValueError("PAGE_TOKEN_SECRET is the placeholder; set a real secret or LOCAL_MODE=true")
         if len(secret) < 16:
             raise ValueError("PAGE_TOKEN_SECRET must be at least 16 characters")
+        token_secret = self.auth_token_secret.get_secret_value()
+        if not self.local_mode and token_secret == PLACEHOLDER_AUTH_TOKEN_SECRET:
+            raise ValueError("AUTH_TOKEN_SECRET is the placeholder; set a real secret or LOCAL_MODE=true")
+        if len(token_secret) < AUTH_TOKEN_SECRET_MIN:
+            raise ValueError(f"AUTH_TOKEN_SECRET must be at least {AUTH_TOKEN_SECRET_MIN} characters")
+        password = self.first_admin_password.get_secret_value()
+        if password:
+            if not self.local_mode and password == PLACEHOLDER_ADMIN_PASSWORD:
+                raise ValueError(
+                    "FIRST_ADMIN_PASSWORD is the documented local default; set a real one or LOCAL_MODE=true"
+                )
+            if len(password) < FIRST_ADMIN_PASSWORD_MIN:
+                raise ValueError(
+                    f"FIRST_ADMIN_PASSWORD must be at least {FIRST_ADMIN_PASSWORD_MIN} characters"
+                )
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both TLS_CERT_FILE and TLS_KEY_FILE (or neither, for plaintext)")
         return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -17,9 +18,19 @@ from pydantic import ValidationError
 from backend.config import Settings
 
 
-def check(target: str, *, service: str = "", timeout_s: float = 3.0) -> str:
-    """The health status name of `service` at `target` (e.g. "SERVING"), or why it could not be read."""
-    with grpc.insecure_channel(target) as channel:
+def _channel(target: str, ca_file: Path | None) -> grpc.Channel:
+    if ca_file is None:
+        return grpc.insecure_channel(target)
+    # The certificate names localhost and 127.0.0.1 (`nox -s certs`), so the probe's address matches it.
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=ca_file.read_bytes()))
+
+
+def check(target: str, *, service: str = "", timeout_s: float = 3.0, ca_file: Path | None = None) -> str:
+    """The health status name of `service` at `target` (e.g. "SERVING"), or why it could not be read.
+
+    With ca_file the call goes over TLS, trusting that CA.
+    """
+    with _channel(target, ca_file) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
@@ -39,7 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"backend.container_probe: invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    status = check(f"127.0.0.1:{settings.grpc_port}", service=args.service, timeout_s=args.timeout)
+    if settings.tls and settings.tls_ca_file is None:
+        print(
+            "backend.container_probe: TLS is on; set TLS_CA_FILE so the probe can trust it", file=sys.stderr
+        )
+        return 2
+    status = check(
+        f"127.0.0.1:{settings.grpc_port}",
+        service=args.service,
+        timeout_s=args.timeout,
+        ca_file=settings.tls_ca_file if settings.tls else None,
+    )
     print(f"health({args.service!r}) = {status}")
     return 0 if status == "SERVING" else 1
 

@@ -3,6 +3,11 @@
     FruitstackError
     ├── InvalidArgument     the request is wrong; retrying it unchanged will fail again
     ├── NotFound            the thing the request names does not exist
+    ├── AlreadyExists       the thing the request would create exists already (a username)
+    ├── Unauthenticated     no access token, or one that is invalid or expired; or a wrong password
+    ├── PermissionDenied    the caller is known but its role does not allow the method (or the
+    │                       method has no row in the policy table: refused until it has one)
+    ├── ResourceExhausted   too many attempts (failed sign-ins for one user); retry later
     ├── FailedPrecondition  the system is not in a state to answer and retrying will not change that
     │                       (the model service has no model, or refused a corrupt artifact)
     ├── Unavailable         a dependency (MongoDB, the model service) cannot be reached; retry later
@@ -31,6 +36,22 @@ class InvalidArgument(FruitstackError):
 
 class NotFound(FruitstackError):
     """The requested resource does not exist."""
+
+
+class AlreadyExists(FruitstackError):
+    """The resource the request would create exists already."""
+
+
+class Unauthenticated(FruitstackError):
+    """The caller could not be identified: no token, a bad or expired one, or wrong credentials."""
+
+
+class PermissionDenied(FruitstackError):
+    """The caller is identified but may not call this method."""
+
+
+class ResourceExhausted(FruitstackError):
+    """The caller made too many attempts; it may try again later."""
 
 
 class FailedPrecondition(FruitstackError):

@@ -16,6 +16,7 @@ logger = logging.getLogger(__name__)
 OVERALL = ""
 FRUIT_SERVICE = "fruitstack.v1.FruitService"
 PREDICTION_SERVICE = "fruitstack.v1.PredictionService"
+AUTH_SERVICE = "fruitstack.v1.AuthService"
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

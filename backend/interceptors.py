@@ -18,12 +18,16 @@ from google.protobuf.message import DecodeError
 from grpc import aio
 
 from backend.exceptions import (
+    AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
     FruitstackError,
     InvalidArgument,
     MalformedRequest,
     NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
     Unavailable,
 )
 from backend.messages import MAX_MESSAGE_CHARS, shorten
@@ -33,6 +37,10 @@ logger = logging.getLogger(__name__)
 STATUS_CODES: dict[type[FruitstackError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,

@@ -1,8 +1,10 @@
 """The gRPC server and its one wiring.
 
 `open_backend(settings)` builds every dependency (one MongoDB client shared by every repository, the
-model client) and the server around them, and closes them in order; `serve()`, the test fixtures and
-the benchmarks all go through it. `create_server` registers the services on a grpc.aio server.
+model client, the accounts) and the server around them, and closes them in order; `serve()`, the
+test fixtures and the benchmarks all go through it. `open_stores(settings)` is its MongoDB half,
+which the user CLI (`python -m backend.auth`) uses without a server. `create_server` registers
+the services on a grpc.aio server, behind the error mapping and the policy interceptor.
 """
 
 from __future__ import annotations
@@ -15,18 +17,34 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predictions_pb2_grpc
+import grpc
+from fruitstack.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
+    fruits_pb2,
+    fruits_pb2_grpc,
+    predictions_pb2,
+    predictions_pb2_grpc,
+)
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer  # the asyncio servicer (health.aio)
 from grpc_reflection.v1alpha import reflection
 from pymongo import AsyncMongoClient
 
+from backend.auth.accounts import Accounts, LoginLimit
+from backend.auth.interceptor import AuthInterceptor
+from backend.auth.passwords import Passwords
+from backend.auth.policy import POLICY
+from backend.auth.repository import UserRepository
+from backend.auth.servicer import AuthServicer
+from backend.auth.tokens import TokenCodec
 from backend.config import Settings
 from backend.fruits.page_tokens import PageTokenCodec
-from backend.fruits.repository import Document, FruitRepository
+from backend.fruits.repository import FruitRepository
 from backend.fruits.servicer import FruitServicer
 from backend.health_watcher import (
+    AUTH_SERVICE,
     FRUIT_SERVICE,
     NOT_SERVING,
     OVERALL,
@@ -35,6 +53,7 @@ from backend.health_watcher import (
     DependencyWatcher,
 )
 from backend.interceptors import ErrorMappingInterceptor
+from backend.mongo import Document
 from backend.prediction import ModelClient, Predictor
 from backend.prediction.servicer import PredictionServicer
 
@@ -83,14 +102,38 @@ class BackendServer:
         return await self.grpc_server.wait_for_termination(timeout)
 
 
+def access_tokens(settings: Settings) -> TokenCodec:
+    return TokenCodec(settings.auth_token_secret.get_secret_value().encode(), ttl_s=settings.auth_token_ttl_s)
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials when a certificate and key are configured, else None (plaintext)."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    return grpc.ssl_server_credentials(
+        [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
+    )
+
+
 def create_server(
-    settings: Settings, *, repository: FruitRepository, predictor: Predictor
+    settings: Settings,
+    *,
+    repository: FruitRepository,
+    predictor: Predictor,
+    accounts: Accounts,
+    tokens: TokenCodec,
 ) -> tuple[BackendServer, int]:
     """Build (not start) the server with every service registered; returns it and its bound port."""
-    server = aio.server(interceptors=[ErrorMappingInterceptor()], options=MESSAGE_SIZE_OPTIONS)
+    # Order matters: the error mapping is outermost, so the policy's refusals become statuses too.
+    interceptors = [
+        ErrorMappingInterceptor(),
+        AuthInterceptor(policy=POLICY, tokens=tokens, allow_anonymous_reads=settings.allow_anonymous_reads),
+    ]
+    server = aio.server(interceptors=interceptors, options=MESSAGE_SIZE_OPTIONS)
     page_tokens = PageTokenCodec(settings.page_token_secret.get_secret_value().encode())
     fruits_pb2_grpc.add_FruitServiceServicer_to_server(FruitServicer(repository, page_tokens), server)
     predictions_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(predictor), server)
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(accounts, tokens), server)
 
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -98,12 +141,18 @@ def create_server(
         [
             fruits_pb2.DESCRIPTOR.services_by_name["FruitService"].full_name,
             predictions_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+            auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ],
         server,
     )
-    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    address = f"{settings.grpc_host}:{settings.grpc_port}"
+    credentials = server_credentials(settings)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     watchers = [
         DependencyWatcher(
             service=FRUIT_SERVICE,
@@ -117,8 +166,53 @@ def create_server(
             health=health_servicer,
             interval_s=settings.model_check_interval_s,
         ),
+        DependencyWatcher(
+            service=AUTH_SERVICE,
+            probe=accounts.check,
+            health=health_servicer,
+            interval_s=settings.mongodb_check_interval_s,
+        ),
     ]
     return BackendServer(server, health_servicer=health_servicer, watchers=watchers), port
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The MongoDB client and every repository on it."""
+
+    mongo: AsyncMongoClient[Document]
+    fruits: FruitRepository
+    accounts: Accounts
+    tokens: TokenCodec
+
+
+@asynccontextmanager
+async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
+    """One MongoDB client shared by every repository, closed on exit; connected lazily."""
+    timeout_ms = settings.mongodb_timeout_ms
+    mongo: AsyncMongoClient[Document] = AsyncMongoClient(
+        settings.mongodb_uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        appname="fruitstack-backend",
+    )
+    try:
+        timeout_s = timeout_ms / 1000
+        fruits = FruitRepository(mongo, database=settings.mongodb_database, timeout_s=timeout_s)
+        users = UserRepository(mongo, database=settings.mongodb_database, timeout_s=timeout_s)
+        tokens = access_tokens(settings)
+        password = settings.first_admin_password.get_secret_value()
+        accounts = Accounts(
+            users,
+            tokens=tokens,
+            passwords=Passwords(),
+            limit=LoginLimit(max_attempts=settings.login_max_attempts, window_s=settings.login_window_s),
+            first_admin=(settings.first_admin_username, password) if password else None,
+        )
+        yield Stores(mongo=mongo, fruits=fruits, accounts=accounts, tokens=tokens)
+    finally:
+        await mongo.close()
 
 
 @dataclass(frozen=True)
@@ -129,6 +223,8 @@ class Backend:
     port: int
     mongo: AsyncMongoClient[Document]
     fruits: FruitRepository
+    accounts: Accounts
+    tokens: TokenCodec
     predictor: Predictor
 
 
@@ -138,27 +234,32 @@ async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
 
     MongoDB is connected lazily, so the backend starts (and reports NOT_SERVING) while it is down.
     """
-    timeout_ms = settings.mongodb_timeout_ms
-    mongo: AsyncMongoClient[Document] = AsyncMongoClient(
-        settings.mongodb_uri,
-        tz_aware=True,
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-        appname="fruitstack-backend",
-    )
-    model_client = ModelClient(settings.model_url, default_timeout=settings.model_timeout_s)
-    try:
-        fruits = FruitRepository(mongo, database=settings.mongodb_database, timeout_s=timeout_ms / 1000)
-        predictor = Predictor(model_client)
-        server, port = create_server(settings, repository=fruits, predictor=predictor)
+    async with open_stores(settings) as stores:
+        model_client = ModelClient(settings.model_url, default_timeout=settings.model_timeout_s)
         try:
-            yield Backend(server=server, port=port, mongo=mongo, fruits=fruits, predictor=predictor)
+            predictor = Predictor(model_client)
+            server, port = create_server(
+                settings,
+                repository=stores.fruits,
+                predictor=predictor,
+                accounts=stores.accounts,
+                tokens=stores.tokens,
+            )
+            try:
+                yield Backend(
+                    server=server,
+                    port=port,
+                    mongo=stores.mongo,
+                    fruits=stores.fruits,
+                    accounts=stores.accounts,
+                    tokens=stores.tokens,
+                    predictor=predictor,
+                )
+            finally:
+                await server.stop(0)  # a no-op when it was stopped (gracefully) already
+                await predictor.close()
         finally:
-            await server.stop(0)  # a no-op when it was stopped (gracefully) already
-            await predictor.close()
-    finally:
-        await model_client.close()
-        await mongo.close()
+            await model_client.close()
 
 
 async def serve(settings: Settings) -> None:
@@ -171,7 +272,10 @@ async def serve(settings: Settings) -> None:
 
         await backend.server.start()
         logger.info(
-            "backend listening on port %d (MongoDB database %r)", backend.port, settings.mongodb_database
+            "backend listening on port %d (%s, MongoDB database %r)",
+            backend.port,
+            "TLS" if settings.tls else "plaintext",
+            settings.mongodb_database,
         )
         await stop.wait()
         logger.info("shutting down: NOT_SERVING, draining calls for up to %.1fs", settings.shutdown_grace_s)

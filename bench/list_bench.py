@@ -77,6 +77,8 @@ async def measure(uri: str, database: str, fruits: int, repeats: int) -> list[di
         mongodb_database=database,
         mongodb_timeout_ms=30_000,
         page_token_secret=SecretStr(SECRET),
+        # ListFruits is a read: measured without signing in (the policy interceptor still runs).
+        allow_anonymous_reads=True,
         # No model service: paging must not depend on one.
         model_url=f"http://127.0.0.1:{free_port()}",
     )

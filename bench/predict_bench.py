@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
                 # MongoDB is not needed for predictions; FruitService just reports NOT_SERVING.
                 "MONGODB_URI": f"mongodb://127.0.0.1:{free_port()}",
                 "LOCAL_MODE": "true",
+                # No MongoDB, so no users to sign in: predictions are anonymous reads here (the
+                # policy interceptor still runs for every call, as in production).
+                "ALLOW_ANONYMOUS_READS": "true",
                 "LOG_LEVEL": "WARNING",
             },
         )

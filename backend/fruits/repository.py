@@ -1,4 +1,4 @@
-"""Fruits in MongoDB: the only module that speaks pymongo.
+"""Fruits in MongoDB (pymongo; the shared bounded operation is backend.mongo).
 
 Fruits are listed newest first by `seq`, an integer taken from an atomic counter document
 (`counters`, the standard MongoDB pattern) when a fruit is added. Keyset paging on an indexed
@@ -9,31 +9,22 @@ scans). The same counter document keeps a running count of fruits for `total_siz
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import pymongo
 from bson import ObjectId
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, ServerSelectionTimeoutError
 
-from backend.exceptions import DeadlineExceeded, Unavailable
+from backend.mongo import Document, bounded_operation
 
 logger = logging.getLogger(__name__)
 
-Document = dict[str, Any]
-
 FRUITS = "fruits"
 COUNTERS = "counters"
-# Leave the gRPC layer this much of the caller's deadline to send the answer.
-_DEADLINE_MARGIN_S = 0.1
-_MIN_BUDGET_S = 0.01
 _PREPARE_S = 600.0
 
 
@@ -76,34 +67,16 @@ class FruitRepository:
         self._timeout_s = timeout_s
         self._prepared = False
 
-    @contextlib.asynccontextmanager
-    async def _operation(
+    def _operation(
         self, what: str, time_left: float | None, *, budget_s: float | None = None
-    ) -> AsyncIterator[None]:
-        """Bound one operation by the smaller of our timeout and the caller's remaining time."""
-        budget = budget_s or self._timeout_s
-        if time_left is not None:
-            budget = max(_MIN_BUDGET_S, min(budget, time_left - _DEADLINE_MARGIN_S))
-        try:
-            # pymongo.timeout gives precise errors, but server selection overshoots it by up to its
-            # 0.5 s heartbeat pause; asyncio.timeout is the hard stop that keeps the call's deadline.
-            async with asyncio.timeout(budget):
-                with pymongo.timeout(budget):
-                    yield
-        except TimeoutError as exc:
-            if not self._client.topology_description.has_readable_server():
-                logger.warning("MongoDB unreachable while trying to %s", what)
-                raise Unavailable(f"the fruit store (MongoDB) is unavailable; could not {what}") from exc
-            raise DeadlineExceeded(f"the fruit store did not answer in time; could not {what}") from exc
-        # Order matters: the timeouts below are subclasses of ConnectionFailure.
-        except ServerSelectionTimeoutError as exc:
-            logger.warning("MongoDB unreachable while trying to %s: %s", what, exc)
-            raise Unavailable(f"the fruit store (MongoDB) is unavailable; could not {what}") from exc
-        except (NetworkTimeout, ExecutionTimeout) as exc:
-            raise DeadlineExceeded(f"the fruit store did not answer in time; could not {what}") from exc
-        except ConnectionFailure as exc:
-            logger.warning("lost the connection to MongoDB while trying to %s: %s", what, exc)
-            raise Unavailable(f"the fruit store (MongoDB) is unavailable; could not {what}") from exc
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        return bounded_operation(
+            self._client,
+            what,
+            timeout_s=budget_s or self._timeout_s,
+            time_left=time_left,
+            store="the fruit store",
+        )
 
     async def check(self, *, time_left: float | None = None) -> None:
         """Ping MongoDB and make sure the indexes exist; Unavailable if it cannot be reached."""

@@ -14,9 +14,18 @@ from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from backend.auth.roles import Role
 from backend.health_watcher import FRUIT_SERVICE, OVERALL, PREDICTION_SERVICE
 from scripts.processes import NxServer
-from tests.fixtures.backend import BackendProcess, RunningBackend, backend_settings, running_backend
+from tests.fixtures.backend import (
+    BackendProcess,
+    RunningBackend,
+    backend_settings,
+    bearer,
+    grpcurl_header,
+    mint_token,
+    running_backend,
+)
 from tests.support import run_grpcurl
 
 
@@ -47,19 +56,33 @@ async def test_grpcurl_lists_services_and_round_trips_fruits(backend: RunningBac
     description = await grpcurl("-plaintext", backend.target, "describe", "fruitstack.v1.FruitService")
     assert "rpc ListFruits ( .fruitstack.v1.ListFruitsRequest )" in description
 
+    editor = grpcurl_header(mint_token(Role.EDITOR))
     added = json.loads(
         await grpcurl(
-            "-plaintext", "-d", '{"name": " Mango "}', backend.target, "fruitstack.v1.FruitService/AddFruit"
+            "-plaintext",
+            *editor,
+            "-d",
+            '{"name": " Mango "}',
+            backend.target,
+            "fruitstack.v1.FruitService/AddFruit",
         )
     )
     assert added["fruit"]["name"] == "Mango"
     listed = json.loads(
         await grpcurl(
-            "-plaintext", "-d", '{"page_size": 10}', backend.target, "fruitstack.v1.FruitService/ListFruits"
+            "-plaintext",
+            *editor,
+            "-d",
+            '{"page_size": 10}',
+            backend.target,
+            "fruitstack.v1.FruitService/ListFruits",
         )
     )
     assert listed["fruits"] == [added["fruit"]]
     assert listed["total_size"] == "1"  # int64 is a string in proto3 JSON
+
+
+EDITOR = bearer(mint_token(Role.EDITOR))
 
 
 def _add_until_failure(target: str, acknowledged: list[str], started: threading.Event) -> None:
@@ -68,7 +91,9 @@ def _add_until_failure(target: str, acknowledged: list[str], started: threading.
         stub = fruits_pb2_grpc.FruitServiceStub(channel)
         for i in range(100_000):
             try:
-                response = stub.AddFruit(fruits_pb2.AddFruitRequest(name=f"durable {i}"), timeout=5)
+                response = stub.AddFruit(
+                    fruits_pb2.AddFruitRequest(name=f"durable {i}"), metadata=EDITOR, timeout=5
+                )
             except grpc.RpcError:
                 return
             acknowledged.append(response.fruit.id)
@@ -82,7 +107,9 @@ def _all_ids(target: str) -> list[str]:
     with grpc.insecure_channel(target) as channel:
         stub = fruits_pb2_grpc.FruitServiceStub(channel)
         while True:
-            page = stub.ListFruits(fruits_pb2.ListFruitsRequest(page_size=1000, page_token=token), timeout=10)
+            page = stub.ListFruits(
+                fruits_pb2.ListFruitsRequest(page_size=1000, page_token=token), metadata=EDITOR, timeout=10
+            )
             ids.extend(f.id for f in page.fruits)
             if not (token := page.next_page_token):
                 return ids

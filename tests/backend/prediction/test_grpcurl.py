@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tests.fixtures.backend import RunningBackend
+from backend.auth.roles import Role
+from tests.fixtures.backend import RunningBackend, grpcurl_header, mint_token
 from tests.support import run_grpcurl
 
 # The README's example, character for character: a typical setosa flower.
@@ -16,12 +17,14 @@ PREDICT_JSON = (
 )
 # The same with a typo in one feature name.
 TYPO_JSON = PREDICT_JSON.replace("petal_length_cm", "petal_lenght_cm")
+# Predictions and the model description are reads: a viewer may.
+VIEWER = grpcurl_header(mint_token(Role.VIEWER))
 
 
 async def test_grpcurl_predict_and_get_model(backend_with_model: RunningBackend) -> None:
     target = backend_with_model.target
     code, out, err = await run_grpcurl(
-        "-plaintext", "-d", PREDICT_JSON, target, "fruitstack.v1.PredictionService/Predict"
+        "-plaintext", *VIEWER, "-d", PREDICT_JSON, target, "fruitstack.v1.PredictionService/Predict"
     )
     assert code == 0, err
     answer = json.loads(out)
@@ -30,7 +33,9 @@ async def test_grpcurl_predict_and_get_model(backend_with_model: RunningBackend)
     assert answer["probabilities"]["setosa"] > 0.9
     assert sum(answer["probabilities"].values()) == pytest.approx(1.0)
 
-    code, out, err = await run_grpcurl("-plaintext", target, "fruitstack.v1.PredictionService/GetModel")
+    code, out, err = await run_grpcurl(
+        "-plaintext", *VIEWER, target, "fruitstack.v1.PredictionService/GetModel"
+    )
     assert code == 0, err
     model = json.loads(out)["model"]
     assert model["version"] == answer["model_version"]
@@ -45,7 +50,12 @@ async def test_grpcurl_predict_and_get_model(backend_with_model: RunningBackend)
 
 async def test_grpcurl_shows_which_feature_is_wrong(backend_with_model: RunningBackend) -> None:
     code, _, err = await run_grpcurl(
-        "-plaintext", "-d", TYPO_JSON, backend_with_model.target, "fruitstack.v1.PredictionService/Predict"
+        "-plaintext",
+        *VIEWER,
+        "-d",
+        TYPO_JSON,
+        backend_with_model.target,
+        "fruitstack.v1.PredictionService/Predict",
     )
     assert code != 0
     assert "InvalidArgument" in err

@@ -14,8 +14,9 @@ import pytest
 from fruitstack.v1 import predictions_pb2, predictions_pb2_grpc
 from grpc import aio
 
+from backend.auth.roles import Role
 from backend.prediction import wire
-from tests.fixtures.backend import RunningBackend
+from tests.fixtures.backend import RunningBackend, bearer_interceptors, mint_token
 from tests.fixtures.model_service import ModelService
 
 # The async stub type exists only in the typed stubs (.pyi), hence a string.
@@ -197,7 +198,8 @@ async def test_predict_bulk_takes_chunks_above_grpcs_default_4mb_limit(
     backend_with_model: RunningBackend, pipeline: Any
 ) -> None:
     big = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
-    async with aio.insecure_channel(backend_with_model.target, options=big) as channel:
+    viewer = bearer_interceptors(mint_token(Role.VIEWER))
+    async with aio.insecure_channel(backend_with_model.target, options=big, interceptors=viewer) as channel:
         stub: Stub = predictions_pb2_grpc.PredictionServiceStub(channel)
         model = await get_model(stub)
         x = random_rows(model, 200_000, seed=11)  # 6.4 MB of features in, 4.8 MB of probabilities out

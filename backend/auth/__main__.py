@@ -1,0 +1,92 @@
+"""`python -m backend.auth`: create users, change roles and list users, straight in MongoDB.
+
+It reads the backend's settings (MONGODB_URI, MONGODB_DATABASE, ...) and goes through the same
+Accounts as AuthService, so the same rules hold (password length, the last admin stays an admin).
+For when no admin can sign in yet, or from a deployment script; over gRPC an admin uses
+AuthService/CreateUser and SetUserRole instead.
+
+    python -m backend.auth create-user alice --role editor     # asks for the password twice
+    printf '%s' "$PASSWORD" | python -m backend.auth create-user bob --role viewer --password-stdin
+    python -m backend.auth set-role alice admin
+    python -m backend.auth list
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+
+from pydantic import ValidationError
+
+from backend.auth.roles import Role
+from backend.config import Settings
+from backend.exceptions import FruitstackError
+from backend.server import open_stores
+
+ROLES = [r.label for r in Role]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m backend.auth", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("create-user", help="add a user")
+    create.add_argument("username")
+    create.add_argument("--role", choices=ROLES, required=True)
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input (no prompt)"
+    )
+    role = commands.add_parser("set-role", help="change a user's role (effective at their next login)")
+    role.add_argument("username")
+    role.add_argument("role", choices=ROLES)
+    commands.add_parser("list", help="list users and their roles")
+    return parser
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.read().rstrip("\r\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("password again: ") != first:
+        raise SystemExit("backend.auth: the passwords differ")
+    return first
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> str:
+    async with open_stores(settings) as stores:
+        accounts = stores.accounts
+        if args.command == "create-user":
+            password = _read_password(args.password_stdin)
+            user = await accounts.create_user(
+                username=args.username, password=password, role=Role.parse(args.role)
+            )
+            return f"created {user.username} ({user.role.label})"
+        if args.command == "set-role":
+            user = await accounts.set_role(username=args.username, role=Role.parse(args.role))
+            return f"{user.username} is now {user.role.label}"
+        users = await accounts.list_users()
+        width = max([len(u.username) for u in users] or [8])
+        return "\n".join(
+            f"{u.username:<{width}}  {u.role.label:<6}  created {u.created_at:%Y-%m-%d %H:%M UTC}"
+            for u in users
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"backend.auth: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        print(asyncio.run(_run(args, settings)))
+    except FruitstackError as exc:
+        print(f"backend.auth: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Accounts: login (with the failed-login limit), user administration and the first admin.
+
+The servicer and the CLI (`python -m backend.auth`) both go through this class, so a rule (the
+password length, "the last admin stays an admin") holds whichever way a user is changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from backend.auth.passwords import Passwords
+from backend.auth.repository import User, UserRepository
+from backend.auth.roles import Role
+from backend.auth.tokens import IssuedToken, TokenCodec
+from backend.auth.validation import PASSWORD_MAX, check_new_password, normalize_username
+from backend.exceptions import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unauthenticated,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginLimit:
+    """At most `max_attempts` failed logins per username within `window_s` seconds.
+
+    The window starts at the first failure; once it is used up, every login for that username,
+    right password or not, is refused (RESOURCE_EXHAUSTED) until the window ends. A success resets it.
+    """
+
+    max_attempts: int
+    window_s: float
+
+
+class Accounts:
+    def __init__(
+        self,
+        users: UserRepository,
+        *,
+        tokens: TokenCodec,
+        passwords: Passwords,
+        limit: LoginLimit,
+        first_admin: tuple[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._users = users
+        # (username, password) of the admin to create once MongoDB answers, or None.
+        self._first_admin = first_admin
+        self._tokens = tokens
+        self._passwords = passwords
+        self._limit = limit
+        self._clock = clock
+
+    async def login(self, *, username: str, password: str, time_left: float | None = None) -> IssuedToken:
+        name = normalize_username(username)
+        if len(password) > PASSWORD_MAX:
+            raise InvalidArgument(f"password must be at most {PASSWORD_MAX} characters long")
+        now = self._clock()
+        attempts, since = await self._users.count_login_attempt(
+            username=name, now=now, window_s=self._limit.window_s, time_left=time_left
+        )
+        if attempts > self._limit.max_attempts:
+            wait_s = max(1, math.ceil(since + self._limit.window_s - now))
+            logger.warning("login for %r refused: %d attempts in the current window", name, attempts - 1)
+            raise ResourceExhausted(f"too many failed sign-ins for {name!r}; try again in {wait_s} s")
+        stored = await self._users.get(username=name, time_left=time_left)
+        if not await self._passwords.verify(stored.password_hash if stored else None, password):
+            logger.info("failed login for %r (%d of %d)", name, attempts, self._limit.max_attempts)
+            # The same answer for an unknown user and a wrong password: it tells nobody which names exist.
+            raise Unauthenticated("wrong username or password")
+        assert stored is not None
+        await self._users.clear_login_attempts(username=name, time_left=time_left)
+        return self._tokens.issue(username=name, role=stored.user.role)
+
+    async def create_user(
+        self, *, username: str, password: str, role: Role, time_left: float | None = None
+    ) -> User:
+        name = normalize_username(username)
+        check_new_password(password)
+        password_hash = await self._passwords.hash(password)
+        user = await self._users.create(
+            username=name, password_hash=password_hash, role=role, time_left=time_left
+        )
+        logger.info("user %r created with role %s", name, role.label)
+        return user
+
+    async def set_role(self, *, username: str, role: Role, time_left: float | None = None) -> User:
+        name = normalize_username(username)
+        current = await self._users.get(username=name, time_left=time_left)
+        if current is None:
+            raise NotFound(f"no user named {name!r}")
+        if (
+            current.user.role is Role.ADMIN
+            and role is not Role.ADMIN
+            and await self._users.count_admins(time_left=time_left) <= 1
+        ):
+            raise FailedPrecondition(
+                f"{name!r} is the last admin; make another user admin before changing this one's role"
+            )
+        user = await self._users.set_role(username=name, role=role, time_left=time_left)
+        logger.info("user %r now has role %s", name, role.label)
+        return user
+
+    async def list_users(self, *, time_left: float | None = None) -> list[User]:
+        return await self._users.list(time_left=time_left)
+
+    async def check(self, *, time_left: float | None = None) -> None:
+        """The health probe of AuthService: MongoDB answers; the first admin exists once it does.
+
+        Done here rather than before the server starts, because the backend starts (and reports
+        NOT_SERVING) while MongoDB is down, and creates the first admin when it comes back.
+        """
+        await self._users.ping(time_left=time_left)
+        if self._first_admin is not None:
+            username, password = self._first_admin
+            if await self.ensure_admin(username=username, password=password):
+                logger.info("first admin %r created (FIRST_ADMIN_USERNAME / FIRST_ADMIN_PASSWORD)", username)
+            self._first_admin = None
+
+    async def ensure_admin(self, *, username: str, password: str) -> bool:
+        """Create `username` as an admin unless a user of that name exists; True when created."""
+        name = normalize_username(username)
+        if await self._users.get(username=name) is not None:
+            return False
+        try:
+            await self.create_user(username=name, password=password, role=Role.ADMIN)
+        except AlreadyExists:
+            return False  # another replica was faster
+        return True

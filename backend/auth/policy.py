@@ -1,0 +1,67 @@
+"""The policy table: which role each gRPC method needs, keyed by full method name.
+
+Every method the server serves must have a row here. A method without one is refused for everybody
+(PERMISSION_DENIED), so a new RPC is closed until someone decides who may call it, and
+tests/backend/auth/test_policy.py fails until every method of every fruitstack.v1 service has a row.
+
+- PUBLIC: anyone, no token (health, reflection, and Login itself).
+- READ: a signed-in viewer or better; also callers without a token when ALLOW_ANONYMOUS_READS is
+  true. Predictions are reads: they change nothing.
+- EDIT: an editor or an admin: changes to the fruit store.
+- ADMIN: an admin: the model in service and the users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from backend.auth.roles import Role
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """What a method needs: `role` None means public."""
+
+    role: Role | None
+    # Without any token, allowed when ALLOW_ANONYMOUS_READS is true.
+    anonymous_read: bool = False
+
+    def describe(self) -> str:
+        if self.role is None:
+            return "anyone"
+        allowed = [r.label for r in Role if r >= self.role]
+        if len(allowed) == 1:
+            return f"role {allowed[0]}"
+        return f"role {', '.join(allowed[:-1])} or {allowed[-1]}"
+
+
+PUBLIC = Rule(role=None)
+READ = Rule(role=Role.VIEWER, anonymous_read=True)
+EDIT = Rule(role=Role.EDITOR)
+ADMIN = Rule(role=Role.ADMIN)
+
+POLICY: Mapping[str, Rule] = MappingProxyType(
+    {
+        # Infrastructure: load balancers, probes and grpcurl must work without a token.
+        "/grpc.health.v1.Health/Check": PUBLIC,
+        "/grpc.health.v1.Health/Watch": PUBLIC,
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": PUBLIC,
+        # AuthService
+        "/fruitstack.v1.AuthService/Login": PUBLIC,
+        "/fruitstack.v1.AuthService/CreateUser": ADMIN,
+        "/fruitstack.v1.AuthService/SetUserRole": ADMIN,
+        "/fruitstack.v1.AuthService/ListUsers": ADMIN,
+        # FruitService
+        "/fruitstack.v1.FruitService/ListFruits": READ,
+        "/fruitstack.v1.FruitService/SummarizeFruits": READ,
+        "/fruitstack.v1.FruitService/AddFruit": EDIT,
+        "/fruitstack.v1.FruitService/DeleteFruit": EDIT,
+        # PredictionService
+        "/fruitstack.v1.PredictionService/GetModel": READ,
+        "/fruitstack.v1.PredictionService/Predict": READ,
+        "/fruitstack.v1.PredictionService/PredictBatch": READ,
+        "/fruitstack.v1.PredictionService/UpdateModel": ADMIN,
+    }
+)

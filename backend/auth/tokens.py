@@ -1,0 +1,79 @@
+"""Signed access tokens: JWTs (HS256, PyJWT) naming a user and a role, valid for a short while.
+
+The role is in the token, so a call needs no database read to be authorized; the price is that a
+role change takes effect at the user's next login (tokens live AUTH_TOKEN_TTL_S at most).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import jwt
+
+from backend.auth.roles import Role
+from backend.exceptions import Unauthenticated
+
+ISSUER = "fruitstack"
+_ALGORITHM = "HS256"
+SIGN_IN_AGAIN = "sign in again (fruitstack.v1.AuthService/Login)"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a valid token speaks for."""
+
+    username: str
+    role: Role
+    expires_at: float  # seconds since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    principal: Principal
+
+
+class TokenCodec:
+    def __init__(self, secret: bytes, *, ttl_s: float, clock: Callable[[], float] = time.time) -> None:
+        self._secret = secret
+        self._ttl_s = ttl_s
+        self._clock = clock
+
+    def issue(self, *, username: str, role: Role) -> IssuedToken:
+        now = int(self._clock())
+        expires_at = now + int(self._ttl_s)
+        claims = {"iss": ISSUER, "sub": username, "role": role.label, "iat": now, "exp": expires_at}
+        token = jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+        return IssuedToken(token, Principal(username=username, role=role, expires_at=expires_at))
+
+    def verify(self, token: str) -> Principal:
+        """The principal of a token this server signed and that has not expired; else Unauthenticated."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[_ALGORITHM],  # never "none", never a key confusion with another algorithm
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "sub", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            expired = datetime.fromtimestamp(_expiry(token), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            raise Unauthenticated(f"the access token expired at {expired}; {SIGN_IN_AGAIN}") from None
+        except jwt.InvalidTokenError:
+            raise Unauthenticated(
+                f"the access token is not valid (not signed by this server, or altered); {SIGN_IN_AGAIN}"
+            ) from None
+        try:
+            role = Role[str(claims["role"]).upper()]
+        except KeyError:
+            raise Unauthenticated(f"the access token names no known role; {SIGN_IN_AGAIN}") from None
+        return Principal(username=str(claims["sub"]), role=role, expires_at=float(claims["exp"]))
+
+
+def _expiry(token: str) -> float:
+    # Only called for a token whose signature PyJWT has already checked.
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return float(claims["exp"])
