@@ -153,6 +153,13 @@ def dev(session: nox.Session) -> None:
     session.run("python", "-m", "scripts.dev", *session.posargs, env={**BENTO_ENV, "LOCAL_MODE": "true"})
 
 
+@nox.session(python=PYTHON, default=False)
+def certs(session: nox.Session) -> None:
+    """A development CA and backend certificate in .certs/ (`-- --out DIR` elsewhere), for TLS."""
+    _install_locked(session, "cryptography", "psutil", "pymongo")
+    session.run("python", "-m", "scripts.certs", *session.posargs)
+
+
 IMAGES_JSON = ROOT / ".artifacts" / "images.json"
 
 

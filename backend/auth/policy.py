@@ -47,6 +47,7 @@ POLICY: Mapping[str, Rule] = MappingProxyType(
         # Infrastructure: load balancers, probes and grpcurl must work without a token.
         "/grpc.health.v1.Health/Check": PUBLIC,
         "/grpc.health.v1.Health/Watch": PUBLIC,
+        "/grpc.health.v1.Health/List": PUBLIC,
         "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": PUBLIC,
         # AuthService
         "/fruitstack.v1.AuthService/Login": PUBLIC,

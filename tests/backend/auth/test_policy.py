@@ -1,0 +1,220 @@
+"""The policy table: complete, and every row enforced both ways on a real server (real MongoDB).
+
+A new RPC without a row fails `test_every_served_method_has_a_row` until someone decides who may
+call it; until then the server refuses it for everyone (`test_a_method_without_a_row_is_refused`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+import pytest
+from fruitstack.v1 import auth_pb2, fruits_pb2, fruits_pb2_grpc, predictions_pb2
+from google.protobuf.descriptor import FileDescriptor, MethodDescriptor
+from grpc import aio
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
+
+from backend.auth.interceptor import AuthInterceptor
+from backend.auth.policy import POLICY, Rule
+from backend.auth.roles import Role
+from backend.interceptors import ErrorMappingInterceptor
+from tests.fixtures.backend import (
+    RunningBackend,
+    backend_settings,
+    bearer,
+    mint_token,
+    running_backend,
+    signing_tokens,
+)
+
+FRUITSTACK_FILES: list[FileDescriptor] = [
+    auth_pb2.DESCRIPTOR,
+    fruits_pb2.DESCRIPTOR,
+    predictions_pb2.DESCRIPTOR,
+]
+INFRASTRUCTURE_FILES: list[FileDescriptor] = [health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR]
+
+REFUSED = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
+
+
+def methods(files: list[FileDescriptor]) -> Iterator[MethodDescriptor]:
+    for file in files:
+        for service in file.services_by_name.values():
+            yield from service.methods
+
+
+def full_name(method: MethodDescriptor) -> str:
+    return f"/{method.containing_service.full_name}/{method.name}"
+
+
+ALL_METHODS = {full_name(m): m for m in methods(FRUITSTACK_FILES + INFRASTRUCTURE_FILES)}
+
+
+def test_every_served_method_has_a_row() -> None:
+    missing = sorted(set(ALL_METHODS) - set(POLICY))
+    assert not missing, f"add a row to backend/auth/policy.py for: {', '.join(missing)}"
+
+
+def test_every_row_names_a_served_method() -> None:
+    stale = sorted(set(POLICY) - set(ALL_METHODS))
+    assert not stale, f"rows for methods no service has: {', '.join(stale)}"
+
+
+def test_the_rows_say_what_the_issue_asks() -> None:
+    def rule(name: str) -> Rule:
+        return POLICY[f"/fruitstack.v1.{name}"]
+
+    assert all(POLICY[name].role is None for name in ALL_METHODS if name.startswith("/grpc."))
+    assert rule("AuthService/Login").role is None
+    assert rule("FruitService/AddFruit").role is rule("FruitService/DeleteFruit").role is Role.EDITOR
+    assert rule("PredictionService/UpdateModel").role is Role.ADMIN
+    assert rule("AuthService/CreateUser").role is Role.ADMIN
+    assert rule("FruitService/ListFruits").anonymous_read
+    assert not rule("FruitService/AddFruit").anonymous_read
+
+
+async def call(
+    channel: aio.Channel, name: str, metadata: tuple[tuple[str, str], ...] = ()
+) -> grpc.StatusCode:
+    """Call a method with an empty request message; the status it ends with (OK for a first answer)."""
+    method = ALL_METHODS[name]
+    try:
+        if method.client_streaming:
+            multi: Any = (channel.stream_stream if method.server_streaming else channel.stream_unary)(
+                name, None, None
+            )
+            stream = multi(iter([b""]), metadata=metadata, timeout=10)
+        else:
+            multi = (channel.unary_stream if method.server_streaming else channel.unary_unary)(
+                name, None, None
+            )
+            stream = multi(b"", metadata=metadata, timeout=10)
+        if method.server_streaming:
+            await stream.read()  # the first answer (or the error) is enough
+            stream.cancel()
+        else:
+            await stream
+    except aio.AioRpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+async def details(channel: aio.Channel, name: str, metadata: tuple[tuple[str, str], ...] = ()) -> str:
+    try:
+        await channel.unary_unary(name, None, None)(b"", metadata=metadata, timeout=10)
+    except aio.AioRpcError as exc:
+        return exc.details() or ""
+    raise AssertionError(f"{name} succeeded")
+
+
+GUARDED = sorted(name for name, rule in POLICY.items() if rule.role is not None)
+PUBLIC = sorted(name for name, rule in POLICY.items() if rule.role is None)
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+async def test_public_methods_need_no_token(backend: RunningBackend, name: str) -> None:
+    assert await call(backend.plain_channel, name) not in REFUSED
+
+
+@pytest.mark.parametrize("name", GUARDED)
+async def test_each_guarded_method_lets_its_role_and_admins_through(
+    backend: RunningBackend, name: str
+) -> None:
+    role = POLICY[name].role
+    assert role is not None
+    for allowed in {role, Role.ADMIN}:
+        # Past the policy the empty request may still fail (INVALID_ARGUMENT, UNAVAILABLE: no model).
+        code = await call(backend.plain_channel, name, bearer(mint_token(allowed)))
+        assert code not in REFUSED, f"{name} refused {allowed.label}: {code.name}"
+
+
+@pytest.mark.parametrize("name", GUARDED)
+async def test_each_guarded_method_refuses_a_call_without_a_token(backend: RunningBackend, name: str) -> None:
+    rule = POLICY[name]
+    assert await call(backend.plain_channel, name) == grpc.StatusCode.UNAUTHENTICATED
+    if not ALL_METHODS[name].client_streaming and not ALL_METHODS[name].server_streaming:
+        message = await details(backend.plain_channel, name)
+        assert f"{name.lstrip('/')} needs a signed-in user with {rule.describe()}" in message
+        assert "authorization: Bearer <token>" in message
+
+
+@pytest.mark.parametrize("name", [n for n in GUARDED if POLICY[n].role is not Role.VIEWER])
+async def test_each_guarded_method_refuses_a_weaker_role(backend: RunningBackend, name: str) -> None:
+    rule = POLICY[name]
+    assert rule.role is not None
+    weaker = Role(rule.role - 1)
+    metadata = bearer(mint_token(weaker))
+    assert await call(backend.plain_channel, name, metadata) == grpc.StatusCode.PERMISSION_DENIED
+    if not ALL_METHODS[name].client_streaming and not ALL_METHODS[name].server_streaming:
+        message = await details(backend.plain_channel, name, metadata)
+        assert message == (
+            f"{name.lstrip('/')} needs {rule.describe()}; user 'test-{weaker.label}' has role {weaker.label}"
+        )
+
+
+def test_messages_name_the_roles_that_may() -> None:
+    assert POLICY["/fruitstack.v1.FruitService/AddFruit"].describe() == "role editor or admin"
+    assert POLICY["/fruitstack.v1.FruitService/ListFruits"].describe() == "role viewer, editor or admin"
+    assert POLICY["/fruitstack.v1.PredictionService/UpdateModel"].describe() == "role admin"
+
+
+@pytest.fixture
+async def anonymous_reads(mongodb_uri: str, mongodb_database: str) -> AsyncIterator[RunningBackend]:
+    settings = backend_settings(mongodb_uri=mongodb_uri, mongodb_database=mongodb_database)
+    async with running_backend(settings.model_copy(update={"allow_anonymous_reads": True})) as running:
+        yield running
+
+
+@pytest.mark.parametrize("name", GUARDED)
+async def test_anonymous_reads_open_only_the_read_rows(anonymous_reads: RunningBackend, name: str) -> None:
+    code = await call(anonymous_reads.plain_channel, name)
+    if POLICY[name].anonymous_read:
+        assert code not in REFUSED
+    else:
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_anonymous_reads_still_refuse_a_bad_token(anonymous_reads: RunningBackend) -> None:
+    """A caller that sends a token means to be someone: an expired or forged one is an error."""
+    stub = fruits_pb2_grpc.FruitServiceStub(anonymous_reads.plain_channel)
+    await stub.ListFruits(fruits_pb2.ListFruitsRequest(), timeout=10)
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub.ListFruits(fruits_pb2.ListFruitsRequest(), metadata=bearer("not-a-token"), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+class _Fruits(fruits_pb2_grpc.FruitServiceServicer):
+    async def ListFruits(
+        self, request: fruits_pb2.ListFruitsRequest, context: aio.ServicerContext[Any, Any]
+    ) -> fruits_pb2.ListFruitsResponse:
+        return fruits_pb2.ListFruitsResponse()
+
+
+async def test_a_method_without_a_row_is_refused() -> None:
+    """Fail closed: a policy that lacks a served method refuses it, even to an admin."""
+    policy = {k: v for k, v in POLICY.items() if k != "/fruitstack.v1.FruitService/ListFruits"}
+    interceptors = [
+        ErrorMappingInterceptor(),
+        AuthInterceptor(policy=policy, tokens=signing_tokens(), allow_anonymous_reads=True),
+    ]
+    server = aio.server(interceptors=interceptors)
+    fruits_pb2_grpc.add_FruitServiceServicer_to_server(_Fruits(), server)  # type: ignore[abstract]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = fruits_pb2_grpc.FruitServiceStub(channel)
+            with pytest.raises(aio.AioRpcError) as caught:
+                await stub.ListFruits(
+                    fruits_pb2.ListFruitsRequest(), metadata=bearer(mint_token(Role.ADMIN)), timeout=10
+                )
+    finally:
+        await server.stop(0)
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert caught.value.details() == (
+        "fruitstack.v1.FruitService/ListFruits has no row in the access policy"
+        " (backend/auth/policy.py), so it is refused for everyone"
+    )

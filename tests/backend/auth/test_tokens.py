@@ -1,0 +1,113 @@
+"""Access tokens: the codec alone, and expired or tampered tokens refused by a real server."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import grpc
+import jwt
+import pytest
+from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc
+from grpc import aio
+
+from backend.auth.roles import Role
+from backend.auth.tokens import TokenCodec
+from backend.exceptions import Unauthenticated
+from tests.fixtures.backend import TEST_AUTH_TOKEN_SECRET, RunningBackend, bearer, mint_token
+
+KEY = TEST_AUTH_TOKEN_SECRET.encode()
+NOW = 1_800_000_000.0
+
+
+def codec(now: float = NOW, key: bytes = KEY) -> TokenCodec:
+    return TokenCodec(key, ttl_s=600, clock=lambda: now)
+
+
+def tampered(token: str, **changes: object) -> str:
+    """The token with its claims edited and its signature kept."""
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims.update(changes)
+    edited = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{edited}.{signature}"
+
+
+def test_a_token_names_its_user_role_and_expiry() -> None:
+    issued = codec().issue(username="alice", role=Role.EDITOR)
+    principal = codec(now=NOW + 599).verify(issued.token)
+
+    assert (principal.username, principal.role) == ("alice", Role.EDITOR)
+    assert principal.expires_at == NOW + 600 == issued.principal.expires_at
+
+
+def test_an_expired_token_is_refused_saying_when_it_expired() -> None:
+    old = codec(now=NOW - 3600).issue(username="alice", role=Role.EDITOR).token
+
+    with pytest.raises(
+        Unauthenticated, match=r"the access token expired at 2027-01-15 07:10:00 UTC; sign in"
+    ):
+        codec().verify(old)
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        pytest.param(lambda t: tampered(t, role="admin"), id="role-raised"),
+        pytest.param(lambda t: tampered(t, sub="mallory"), id="other-user"),
+        pytest.param(lambda t: tampered(t, exp=NOW + 10**8), id="extended"),
+        pytest.param(lambda t: t[:-3] + ("AAA" if t[-3:] != "AAA" else "BBB"), id="signature-changed"),
+        pytest.param(
+            lambda t: (
+                codec(key=b"another-key-of-at-least-32-bytes!!").issue(username="a", role=Role.ADMIN).token
+            ),
+            id="other-key",
+        ),
+        pytest.param(
+            lambda t: jwt.encode(
+                {"sub": "a", "role": "admin", "exp": NOW + 60, "iat": NOW, "iss": "fruitstack"},
+                key="",
+                algorithm="none",
+            ),
+            id="alg-none",
+        ),
+        pytest.param(lambda t: "not.a.token", id="garbage"),
+    ],
+)
+def test_a_tampered_or_foreign_token_is_refused(forge: object) -> None:
+    token = codec().issue(username="alice", role=Role.VIEWER).token
+    forged = forge(token)  # type: ignore[operator]
+
+    with pytest.raises(Unauthenticated, match="the access token is not valid"):
+        codec().verify(forged)
+
+
+async def test_the_server_refuses_expired_and_tampered_tokens(backend: RunningBackend) -> None:
+    stub = fruits_pb2_grpc.FruitServiceStub(backend.plain_channel)
+    request = fruits_pb2.AddFruitRequest(name="plum")
+    good = mint_token(Role.EDITOR)
+    expired = TokenCodec(KEY, ttl_s=60, clock=lambda: 1_000_000.0).issue(username="e", role=Role.EDITOR).token
+
+    await stub.AddFruit(request, metadata=bearer(good), timeout=10)
+    for token, words in [
+        (expired, "the access token expired at 1970-01-12 13:47:40 UTC"),
+        (tampered(mint_token(Role.VIEWER), role="editor"), "the access token is not valid"),
+    ]:
+        with pytest.raises(aio.AioRpcError) as caught:
+            await stub.AddFruit(request, metadata=bearer(token), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert (caught.value.details() or "").startswith(words)
+        assert "sign in again (fruitstack.v1.AuthService/Login)" in (caught.value.details() or "")
+
+
+@pytest.mark.parametrize("value", ["Basic YWRtaW46YWRtaW4=", "Bearer", "Bearer   ", "token-without-scheme"])
+async def test_authorization_metadata_that_is_not_a_bearer_token_is_refused(
+    backend: RunningBackend, value: str
+) -> None:
+    stub = fruits_pb2_grpc.FruitServiceStub(backend.plain_channel)
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub.ListFruits(
+            fruits_pb2.ListFruitsRequest(), metadata=(("authorization", value),), timeout=10
+        )
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert caught.value.details() == "the authorization metadata must be 'Bearer <token>'"
