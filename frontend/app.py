@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from shiny import App, Inputs, Outputs, Session, ui
 
-from frontend.client import FruitstackClient
+from frontend.client import Credentials, FruitstackClient
 from frontend.config import Settings
+from frontend.modules.auth import PAGE_SCRIPT, auth_server, auth_ui
 from frontend.modules.bulk import bulk_server, bulk_ui
 from frontend.modules.fruits import fruits_server, fruits_ui
 from frontend.modules.model import model_server, model_ui
@@ -20,6 +21,8 @@ _CSS = """
 .status-dot { display: inline-block; width: .5em; height: .5em; border-radius: 50%;
               background: currentColor; margin-right: .35em; vertical-align: .1em; }
 .bslib-value-box .value-box-value { font-size: 1.4rem; }
+fieldset.permission-gate { min-width: 0; }
+fieldset.permission-gate[disabled] { opacity: .65; }
 """
 
 
@@ -31,10 +34,11 @@ def app_ui() -> ui.Tag:
         ui.nav_panel("Model", model_ui("model"), value="model"),
         ui.nav_spacer(),
         ui.nav_control(status_ui("status")),
+        ui.nav_control(auth_ui("auth")),
         id="tabs",
         title="fruitstack",
         window_title="fruitstack",
-        header=ui.tags.style(_CSS),
+        header=ui.TagList(ui.tags.style(_CSS), ui.tags.script(PAGE_SCRIPT)),
         fillable=False,
     )
 
@@ -42,15 +46,23 @@ def app_ui() -> ui.Tag:
 def create_app(settings: Settings | None = None, *, client: FruitstackClient | None = None) -> App:
     """Build the app; without arguments the settings come from the environment (the entry point)."""
     settings = settings or Settings()
-    client = client or FruitstackClient(
-        settings.backend_address, timeout_s=settings.rpc_timeout_s, bulk_timeout_s=settings.bulk_timeout_s
+    shared = client or FruitstackClient(
+        settings.backend_address,
+        timeout_s=settings.rpc_timeout_s,
+        bulk_timeout_s=settings.bulk_timeout_s,
+        ca_file=settings.backend_ca_file,
     )
 
     def server(input: Inputs, output: Outputs, session: Session) -> None:
+        # This browser session's sign-in, and a client that sends its token (and no other).
+        credentials = Credentials()
+        client = shared.for_session(credentials)
+        auth = auth_server("auth", client=client, credentials=credentials)
         health = status_server("status", client=client, poll_interval_s=settings.poll_interval_s)
         model = model_server(
             "model",
             client=client,
+            user=auth.user,
             health=health,
             refresh_s=settings.model_refresh_s,
             retry_s=settings.poll_interval_s,
@@ -58,6 +70,7 @@ def create_app(settings: Settings | None = None, *, client: FruitstackClient | N
         fruits_server(
             "fruits",
             client=client,
+            user=auth.user,
             page_size=settings.fruits_page_size,
             poll_interval_s=settings.poll_interval_s,
         )

@@ -2,19 +2,32 @@
 
 gRPC and protobuf types never leave this module, so the Shiny modules (and their tests) deal only
 with the dataclasses below.
+
+Sign-in is per browser session: the app makes one `Credentials` per session and a client bound to
+it (`client.for_session(credentials)`), which shares the one channel but sends that session's
+token, and only that, as `authorization: Bearer ...` metadata on every call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predictions_pb2_grpc
+from fruitstack.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
+    fruits_pb2,
+    fruits_pb2_grpc,
+    predictions_pb2,
+    predictions_pb2_grpc,
+)
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,6 +38,8 @@ from frontend.exceptions import (
     FailedPrecondition,
     InvalidRequest,
     NotFound,
+    NotSignedIn,
+    PermissionDenied,
     Unavailable,
 )
 
@@ -126,6 +141,38 @@ class Health:
     model_service: bool | None
 
 
+# The backend's roles, weakest first; each includes the ones before it.
+ROLES = ("viewer", "editor", "admin")
+_ROLE_NAMES = {auth_pb2.ROLE_VIEWER: "viewer", auth_pb2.ROLE_EDITOR: "editor", auth_pb2.ROLE_ADMIN: "admin"}
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    username: str
+    role: str  # one of ROLES
+    token: str = field(repr=False)
+    expires_at: datetime | None
+
+    def may(self, role: str) -> bool:
+        """Whether this user has `role` or a stronger one."""
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+class Credentials:
+    """One browser session's sign-in. Never shared: each session makes its own.
+
+    `rejections` counts the calls the backend refused as not signed in while this session sent a
+    token (it expired, or the backend restarted with another key); the app watches it to ask for
+    a new sign-in. It is a plain counter, not a reactive value, because the client updates it
+    from inside running tasks.
+    """
+
+    def __init__(self) -> None:
+        self.token: str | None = None
+        self.rejections = 0
+        self.last_rejection = ""
+
+
 Response = TypeVar("Response")
 
 # Status codes that mean "try again later" rather than "this request is wrong".
@@ -182,20 +229,48 @@ def _bulk_chunk(message: predictions_pb2.PredictBatchResponse) -> BulkChunk:
 class FruitstackClient:
     """Async client of the backend's FruitService, PredictionService and health service.
 
-    One instance is shared by every browser session: a gRPC channel multiplexes calls. The channel
-    is opened on first use, inside the event loop that serves the app.
+    One channel is shared by every browser session: a gRPC channel multiplexes calls. It is opened
+    on first use, inside the event loop that serves the app; with `ca_file` it is TLS, trusting
+    that CA. Each session calls through `for_session(credentials)`, a view on the same channel
+    that sends the session's own token.
     """
 
-    def __init__(self, address: str, *, timeout_s: float = 10.0, bulk_timeout_s: float = 900.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout_s: float = 10.0,
+        bulk_timeout_s: float = 900.0,
+        ca_file: Path | None = None,
+    ) -> None:
         self.address = address
         self._timeout_s = timeout_s
         self._bulk_timeout_s = bulk_timeout_s
-        self._channel: aio.Channel | None = None
+        self._ca_file = ca_file
+        # A one-element list so that every view from for_session() shares the channel.
+        self._shared: list[aio.Channel | None] = [None]
+        self._credentials: Credentials | None = None
+
+    def for_session(self, credentials: Credentials) -> FruitstackClient:
+        """The same client (and channel), sending `credentials`' token on every call."""
+        view = copy.copy(self)
+        view._credentials = credentials
+        return view
+
+    @property
+    def _channel(self) -> aio.Channel | None:
+        return self._shared[0]
 
     def _open(self) -> aio.Channel:
-        if self._channel is None:
-            self._channel = aio.insecure_channel(self.address)
-        return self._channel
+        channel = self._shared[0]
+        if channel is None:
+            if self._ca_file is None:
+                channel = aio.insecure_channel(self.address)
+            else:
+                credentials = grpc.ssl_channel_credentials(root_certificates=self._ca_file.read_bytes())
+                channel = aio.secure_channel(self.address, credentials)
+            self._shared[0] = channel
+        return channel
 
     # The *AsyncStub types exist only in the stubs (.pyi): the Stub classes return them for an aio channel.
     def _fruits(self) -> fruits_pb2_grpc.FruitServiceAsyncStub:
@@ -204,10 +279,13 @@ class FruitstackClient:
     def _predictions(self) -> predictions_pb2_grpc.PredictionServiceAsyncStub:
         return predictions_pb2_grpc.PredictionServiceStub(self._open())
 
+    def _auth(self) -> auth_pb2_grpc.AuthServiceAsyncStub:
+        return auth_pb2_grpc.AuthServiceStub(self._open())
+
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close(None)
-            self._channel = None
+        if self._shared[0] is not None:
+            await self._shared[0].close(None)
+            self._shared[0] = None
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -228,13 +306,24 @@ class FruitstackClient:
             return NotFound(message, code=code.name)
         if code == grpc.StatusCode.FAILED_PRECONDITION:
             return FailedPrecondition(message, code=code.name)
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            credentials = self._credentials
+            if credentials is not None and credentials.token is not None:
+                credentials.rejections += 1
+                credentials.last_rejection = message
+            return NotSignedIn(message, code=code.name)
+        if code == grpc.StatusCode.PERMISSION_DENIED:
+            return PermissionDenied(message, code=code.name)
         if code in _UNAVAILABLE_CODES:
             return Unavailable(message, code=code.name)
         return BackendError(message, code=code.name)
 
     def _options(self, timeout_s: float) -> dict[str, Any]:
-        """What every call carries: its deadline (and, once there is auth, its credentials)."""
-        return {"timeout": timeout_s}
+        """What every call carries: its deadline and, when the session is signed in, its token."""
+        token = self._credentials.token if self._credentials is not None else None
+        if token is None:
+            return {"timeout": timeout_s}
+        return {"timeout": timeout_s, "metadata": (("authorization", f"Bearer {token}"),)}
 
     async def _call(
         self,
@@ -252,6 +341,19 @@ class FruitstackClient:
         # down leaves the channel connecting or failing.
         channel = self._channel
         return channel is not None and channel.get_state() == grpc.ChannelConnectivity.READY
+
+    # AuthService
+
+    async def login(self, *, username: str, password: str) -> SignedIn:
+        """Sign in; the answer's token is for the caller to keep (in its session's Credentials)."""
+        request = auth_pb2.LoginRequest(username=username, password=password)
+        response = await self._call(self._auth().Login, request)
+        return SignedIn(
+            username=response.user.username,
+            role=_ROLE_NAMES.get(response.user.role, "viewer"),
+            token=response.access_token,
+            expires_at=_timestamp(response.expires_at, response.HasField("expires_at")),
+        )
 
     # FruitService
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, FilePath
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,6 +14,10 @@ class Settings(BaseSettings):
 
     backend_address: str = Field(
         default="localhost:50051", description="host:port of the backend's gRPC server"
+    )
+    backend_ca_file: FilePath | None = Field(
+        default=None,
+        description="CA certificate (PEM) to trust for the backend's TLS; unset: plaintext gRPC",
     )
     host: str = Field(default="127.0.0.1", description="interface `python -m frontend` listens on")
     port: int = Field(default=8080, ge=0, le=65535, description="port `python -m frontend` listens on")

@@ -5,6 +5,9 @@
     ├── NotFound            the thing named does not exist (NOT_FOUND)
     ├── FailedPrecondition  a problem someone must fix before this can work, e.g. no model registered
     │                       or a corrupt artifact refused (FAILED_PRECONDITION); retrying will not help
+    ├── NotSignedIn         no valid sign-in: none, an expired or refused token, or a wrong password
+    │                       (UNAUTHENTICATED); signing in (again) helps
+    ├── PermissionDenied    signed in, but the role does not allow it (PERMISSION_DENIED)
     └── Unavailable         retry later: a dependency (MongoDB, model service) is down, or the
         │                   call ran out of time (UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED)
         └── BackendUnreachable  the backend itself cannot be reached
@@ -35,6 +38,14 @@ class NotFound(BackendError):
 
 class FailedPrecondition(BackendError):
     """The system is in a state that needs fixing (by a person) before the request can succeed."""
+
+
+class NotSignedIn(BackendError):
+    """The backend wants a (new) sign-in first."""
+
+
+class PermissionDenied(BackendError):
+    """The signed-in user's role does not allow the call."""
 
 
 class Unavailable(BackendError):

@@ -19,3 +19,21 @@ def expect_table_cell(
     expect(controller.OutputDataFrame(page, table_id).cell_locator(row, col)).to_have_text(
         value, timeout=timeout
     )
+
+
+def sign_in(page: Page, username: str, password: str, *, expect_role: str | None = None) -> None:
+    """Sign in through the app's dialog (which opens by itself on a fresh page) and wait until done."""
+    dialog = page.locator(".modal-dialog")
+    expect(dialog).to_be_visible()
+    fill_sign_in(page, username, password)
+    expect(page.locator("#auth-who_text")).to_have_text(f"{username} ({expect_role or 'admin'})")
+    expect(dialog).to_have_count(0)
+
+
+def fill_sign_in(page: Page, username: str, password: str) -> None:
+    """Type into the open sign-in dialog and press its button."""
+    # The app focuses the first field once the dialog has faded in; typing earlier loses keys.
+    expect(page.locator("#auth-username")).to_be_focused()
+    controller.InputText(page, "auth-username").set(username)
+    controller.InputPassword(page, "auth-password").set(password)
+    controller.InputTaskButton(page, "auth-sign_in").click()

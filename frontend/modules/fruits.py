@@ -7,6 +7,7 @@ without a reload, and the panel recovers by itself after an outage.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -15,8 +16,9 @@ from shiny import Inputs, Outputs, Session, module, reactive, render, req, ui
 from shiny.ui import TagChild
 
 from frontend.charts import counts_figure
-from frontend.client import Fruit, FruitPage, FruitstackClient, FruitSummary
-from frontend.exceptions import InvalidRequest, user_message
+from frontend.client import Fruit, FruitPage, FruitstackClient, FruitSummary, SignedIn
+from frontend.exceptions import InvalidRequest, NotSignedIn, user_message
+from frontend.modules.auth import permission, permission_gate, update_gate
 
 
 def fruits_frame(fruits: tuple[Fruit, ...]) -> pd.DataFrame:
@@ -35,15 +37,18 @@ def fruits_ui() -> TagChild:
         ui.card(
             ui.card_header("Fruits"),
             # A submit textarea sends its value only when submitted (Add or Enter) and then clears.
-            ui.input_submit_textarea(
-                "fruit_name",
-                "Add a fruit",
-                placeholder="e.g. apple, then Enter",
-                rows=1,
-                submit_key="enter",
-                button=add_button,
-                width="100%",
-                maxlength="200",
+            permission_gate(
+                "add_gate",
+                ui.input_submit_textarea(
+                    "fruit_name",
+                    "Add a fruit",
+                    placeholder="e.g. apple, then Enter",
+                    rows=1,
+                    submit_key="enter",
+                    button=add_button,
+                    width="100%",
+                    maxlength="200",
+                ),
             ),
             # One line under the input for the outcome: the backend's message, or what was added.
             ui.div(
@@ -59,12 +64,18 @@ def fruits_ui() -> TagChild:
                     ui.input_action_button("prev", "Newer", class_="btn-sm btn-outline-secondary"),
                     ui.output_text("page_info", inline=True),
                     ui.input_action_button("next", "Older", class_="btn-sm btn-outline-secondary"),
-                    ui.input_task_button(
-                        "delete",
-                        "Delete selected",
-                        label_busy="Deleting…",
-                        type="danger",
-                        class_="btn-sm ms-auto",
+                    ui.div(
+                        permission_gate(
+                            "delete_gate",
+                            ui.input_task_button(
+                                "delete",
+                                "Delete selected",
+                                label_busy="Deleting…",
+                                type="danger",
+                                class_="btn-sm",
+                            ),
+                        ),
+                        class_="ms-auto text-end",
                     ),
                     class_="d-flex align-items-center gap-2",
                 ),
@@ -86,9 +97,17 @@ def fruits_server(
     session: Session,
     *,
     client: FruitstackClient,
+    user: Callable[[], SignedIn | None],
     page_size: int,
     poll_interval_s: float,
 ) -> None:
+    @reactive.effect
+    async def _gates() -> None:
+        current = user()
+        for gate_id, action in (("add_gate", "add fruits"), ("delete_gate", "delete fruits")):
+            allowed, reason = permission(current, role="editor", action=action)
+            await update_gate(session, gate_id, allowed, reason)
+
     # Page tokens of the pages above the current one; the last is the current page's token.
     tokens: reactive.Value[tuple[str, ...]] = reactive.value(("",))
     page: reactive.Value[FruitPage | None] = reactive.value(None)
@@ -126,7 +145,10 @@ def fruits_server(
             with reactive.isolate():
                 if isinstance(exc, InvalidRequest) and len(tokens()) > 1:
                     tokens.set(("",))  # a stale page token: start again from the newest fruits
-            load_error.set(user_message(exc))
+            # Not signed in (yet, or any more): the sign-in dialog says what to do; keep this short.
+            load_error.set(
+                "Sign in to see the fruits." if isinstance(exc, NotSignedIn) else user_message(exc)
+            )
             return
         if status != "success":
             return

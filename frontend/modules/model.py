@@ -11,8 +11,9 @@ from collections.abc import Callable
 from shiny import Inputs, Outputs, Session, module, reactive, render, ui
 from shiny.ui import TagChild
 
-from frontend.client import FruitstackClient, Health, ModelInfo, ModelUpdate
+from frontend.client import FruitstackClient, Health, ModelInfo, ModelUpdate, SignedIn
 from frontend.exceptions import FailedPrecondition, user_message
+from frontend.modules.auth import permission, permission_gate, update_gate
 from frontend.modules.status import outage_notice
 
 
@@ -37,7 +38,12 @@ def model_ui() -> TagChild:
             ui.output_ui("summary"),
             ui.card_footer(
                 ui.div(
-                    ui.input_task_button("update", "Update model", label_busy="Updating…", class_="btn-sm"),
+                    permission_gate(
+                        "update_gate",
+                        ui.input_task_button(
+                            "update", "Update model", label_busy="Updating…", class_="btn-sm"
+                        ),
+                    ),
                     ui.span(ui.output_text("update_result", inline=True), class_="ms-2"),
                     class_="d-flex align-items-center",
                 )
@@ -54,10 +60,16 @@ def model_server(
     session: Session,
     *,
     client: FruitstackClient,
+    user: Callable[[], SignedIn | None],
     health: Callable[[], Health | None],
     refresh_s: float,
     retry_s: float,
 ) -> Callable[[], ModelInfo | None]:
+    @reactive.effect
+    async def _gate() -> None:
+        allowed, reason = permission(user(), role="admin", action="update the model")
+        await update_gate(session, "update_gate", allowed, reason)
+
     model: reactive.Value[ModelInfo | None] = reactive.value(None)
     load_error: reactive.Value[str | None] = reactive.value(None)
     # A failed precondition (no model, a refused artifact) needs a person; anything else clears by itself.

@@ -20,8 +20,8 @@ from playwright.sync_api import Page, expect
 from shiny.playwright import controller
 
 from scripts.processes import NxServer
-from tests.browser import expect_table_cell
-from tests.fixtures.backend import BackendProcess
+from tests.browser import expect_table_cell, sign_in
+from tests.fixtures.backend import TEST_ADMIN, BackendProcess
 from tests.fixtures.frontend import FrontendProcess, FrontendStack
 from tests.fixtures.model_service import ModelService
 
@@ -32,7 +32,7 @@ def model_features(stack: FrontendStack) -> list[predictions_pb2.Feature]:
     """The model's features as the backend describes them (to write CSVs the model accepts)."""
     with grpc.insecure_channel(stack.backend.target) as channel:
         response = predictions_pb2_grpc.PredictionServiceStub(channel).GetModel(
-            predictions_pb2.GetModelRequest(), timeout=30
+            predictions_pb2.GetModelRequest(), metadata=stack.backend.metadata(), timeout=30
         )
     return list(response.model.features)
 
@@ -40,7 +40,9 @@ def model_features(stack: FrontendStack) -> list[predictions_pb2.Feature]:
 def add_fruit_elsewhere(stack: FrontendStack, name: str) -> None:
     """Another client of the same backend (as another browser would be)."""
     with grpc.insecure_channel(stack.backend.target) as channel:
-        fruits_pb2_grpc.FruitServiceStub(channel).AddFruit(fruits_pb2.AddFruitRequest(name=name), timeout=10)
+        fruits_pb2_grpc.FruitServiceStub(channel).AddFruit(
+            fruits_pb2.AddFruitRequest(name=name), metadata=stack.backend.metadata(), timeout=10
+        )
 
 
 def open_tab(page: Page, value: str) -> None:
@@ -56,6 +58,7 @@ def test_add_fruit_is_listed_and_counted(
 ) -> None:
     page = app_page
     page.goto(shared_frontend.url)
+    sign_in(page, *TEST_ADMIN)
     name = controller.InputSubmitTextarea(page, "fruits-fruit_name")
     table = controller.OutputDataFrame(page, "fruits-table")
     total = controller.OutputText(page, "fruits-total")
@@ -103,6 +106,7 @@ def test_add_fruit_is_listed_and_counted(
 def test_invalid_name_shows_the_backends_message(shared_frontend: FrontendStack, app_page: Page) -> None:
     page = app_page
     page.goto(shared_frontend.url)
+    sign_in(page, *TEST_ADMIN)
     name = controller.InputSubmitTextarea(page, "fruits-fruit_name")
     error = controller.OutputText(page, "fruits-add_error")
 
@@ -121,6 +125,7 @@ def test_predict_with_the_generated_form(
 ) -> None:
     page = app_page
     page.goto(shared_frontend.url)
+    sign_in(page, *TEST_ADMIN)
     open_tab(page, "predict")
     features = model_features(shared_frontend)
     # One slider per feature, bounded by the training range.
@@ -159,6 +164,7 @@ def test_upload_csv_and_download_results(
 ) -> None:
     page = app_page
     page.goto(shared_frontend.url)
+    sign_in(page, *TEST_ADMIN)
     open_tab(page, "bulk")
     features = model_features(shared_frontend)
     names = [f.name for f in features]
@@ -208,6 +214,7 @@ def test_update_model_shows_the_new_version(
     stack, model = private_frontend
     page = app_page
     page.goto(stack.url)
+    sign_in(page, *TEST_ADMIN)
     open_tab(page, "model")
     version = page.locator("#model-version_value")
     expect(version).to_have_text(model.version)
@@ -234,6 +241,7 @@ def test_model_service_outage_is_reported_while_fruits_keep_working(
     stack, model = private_frontend
     page = app_page
     page.goto(stack.url)
+    sign_in(page, *TEST_ADMIN)
     open_tab(page, "predict")
     controller.InputSlider(page, "predict-feature_0")  # the form is there while the model is up
     expect(page.locator("#predict-feature_0")).to_be_attached()
@@ -276,6 +284,7 @@ def test_backend_outage_is_reported_and_recovers(
 ) -> None:
     page = app_page
     page.goto(frontend_without_model.url)
+    sign_in(page, *TEST_ADMIN)
     name = controller.InputSubmitTextarea(page, "fruits-fruit_name")
     notice = controller.OutputUi(page, "fruits-notice")
     name.set("fig", submit=True)
@@ -312,6 +321,7 @@ def test_mongodb_outage_is_reported_and_recovers(
         frontend.start()
         page = app_page
         page.goto(frontend.url)
+        sign_in(page, *TEST_ADMIN)
         name = controller.InputSubmitTextarea(page, "fruits-fruit_name")
         name.set("lychee", submit=True)
         expect_table_cell(page, "fruits-table", "lychee", row=0, col=0)
