@@ -4,21 +4,45 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from frontend.client import FruitstackClient, Health
-from frontend.exceptions import BackendUnreachable, FailedPrecondition, InvalidRequest, NotFound, Unavailable
+from backend.auth.roles import Role
+from frontend.client import Credentials, FruitstackClient, Health
+from frontend.exceptions import (
+    BackendUnreachable,
+    FailedPrecondition,
+    InvalidRequest,
+    NotFound,
+    NotSignedIn,
+    PermissionDenied,
+    Unavailable,
+)
+from scripts.certs import make_certificates
 from scripts.processes import free_port
-from tests.fixtures.backend import RunningBackend
+from tests.fixtures.backend import TEST_ADMIN, RunningBackend, backend_settings, mint_token, running_backend
 from tests.fixtures.model_service import ModelService, artifact_path
 
 
+def signed_in(role: Role) -> Credentials:
+    credentials = Credentials()
+    credentials.token = mint_token(role)
+    return credentials
+
+
 @pytest.fixture
-async def client(backend: RunningBackend) -> AsyncIterator[FruitstackClient]:
+async def shared_client(backend: RunningBackend) -> AsyncIterator[FruitstackClient]:
+    """The client the app shares between sessions (no token of its own)."""
     client = FruitstackClient(backend.target, timeout_s=5)
     yield client
     await client.close()
+
+
+@pytest.fixture
+def client(shared_client: FruitstackClient) -> FruitstackClient:
+    """A session signed in as an editor."""
+    return shared_client.for_session(signed_in(Role.EDITOR))
 
 
 async def test_fruits_round_trip(client: FruitstackClient) -> None:
@@ -80,7 +104,9 @@ async def test_a_refused_model_is_a_failed_precondition_not_an_outage(
     tampered = await asyncio.to_thread(private_model_service.train, seed=11)
     artifact = artifact_path(private_model_service.bentoml_home, tampered)
     artifact.write_bytes(artifact.read_bytes() + b"\x00")
-    client = FruitstackClient(backend_with_private_model.target, timeout_s=30)
+    client = FruitstackClient(backend_with_private_model.target, timeout_s=30).for_session(
+        signed_in(Role.ADMIN)
+    )
     try:
         with pytest.raises(FailedPrecondition) as caught:
             await client.update_model()
@@ -89,3 +115,67 @@ async def test_a_refused_model_is_a_failed_precondition_not_an_outage(
         assert "refusing to load" in caught.value.message
     finally:
         await client.close()
+
+
+async def test_each_session_sends_its_own_token_and_no_other(shared_client: FruitstackClient) -> None:
+    first, second = Credentials(), Credentials()
+    one, other = shared_client.for_session(first), shared_client.for_session(second)
+
+    with pytest.raises(NotSignedIn, match="needs a signed-in user"):
+        await one.list_fruits(page_size=5)
+    assert first.rejections == 0  # no token was sent, so none was refused
+    signed = await one.login(username=TEST_ADMIN[0], password=TEST_ADMIN[1])
+    assert (signed.username, signed.role) == ("admin", "admin")
+    assert signed.expires_at is not None
+    first.token = signed.token
+    await one.add_fruit(name="fig")
+
+    # One session's sign-in never reaches another's calls, though they share the channel.
+    with pytest.raises(NotSignedIn):
+        await other.add_fruit(name="fig")
+    assert (await one.summarize_fruits()).total == 1
+
+
+async def test_a_too_weak_role_is_permission_denied(shared_client: FruitstackClient) -> None:
+    viewer = shared_client.for_session(signed_in(Role.VIEWER))
+    await viewer.list_fruits(page_size=5)
+    with pytest.raises(
+        PermissionDenied, match="needs role editor or admin; user 'test-viewer' has role viewer"
+    ):
+        await viewer.add_fruit(name="x")
+
+
+async def test_a_refused_token_is_counted_for_the_session(shared_client: FruitstackClient) -> None:
+    credentials = Credentials()
+    credentials.token = "expired-or-forged"
+    with pytest.raises(NotSignedIn, match="the access token is not valid"):
+        await shared_client.for_session(credentials).list_fruits(page_size=5)
+    assert credentials.rejections == 1
+    assert credentials.last_rejection.startswith("the access token is not valid")
+
+
+async def test_a_wrong_password_is_not_signed_in(shared_client: FruitstackClient) -> None:
+    with pytest.raises(NotSignedIn, match="wrong username or password"):
+        await shared_client.login(username="admin", password="wrong-password")
+
+
+async def test_the_client_speaks_tls_with_a_ca_file(
+    mongodb_uri: str, mongodb_database: str, tmp_path: Path
+) -> None:
+    certs = make_certificates(tmp_path)
+    settings = backend_settings(mongodb_uri=mongodb_uri, mongodb_database=mongodb_database).model_copy(
+        update={"tls_cert_file": certs.cert, "tls_key_file": certs.key, "tls_ca_file": certs.ca}
+    )
+    async with running_backend(settings) as backend:
+        client = FruitstackClient(backend.target, timeout_s=5, ca_file=certs.ca)
+        plaintext = FruitstackClient(backend.target, timeout_s=2)
+        try:
+            signed = await client.login(username=TEST_ADMIN[0], password=TEST_ADMIN[1])
+            credentials = Credentials()
+            credentials.token = signed.token
+            assert (await client.for_session(credentials).add_fruit(name="yuzu")).name == "yuzu"
+            with pytest.raises(Unavailable):
+                await plaintext.list_fruits(page_size=1)
+        finally:
+            await client.close()
+            await plaintext.close()
