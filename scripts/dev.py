@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from backend.config import PLACEHOLDER_ADMIN_PASSWORD
 from scripts.processes import ROOT, http_ok, nx_27017_args, port_open
 
 DATA_DIR = ROOT / ".data"
@@ -97,6 +98,10 @@ def process_specs() -> list[ProcessSpec]:
     )
     env["MODEL_URL"] = f"http://127.0.0.1:{MODEL_PORT}"
 
+    # The first admin, from the environment, else the documented local default (refused by the
+    # backend outside LOCAL_MODE). It is created only when no user of that name exists yet.
+    env["FIRST_ADMIN_USERNAME"] = os.environ.get("FIRST_ADMIN_USERNAME", "admin")
+    env["FIRST_ADMIN_PASSWORD"] = os.environ.get("FIRST_ADMIN_PASSWORD", PLACEHOLDER_ADMIN_PASSWORD)
     specs.append(
         ProcessSpec(
             name="backend",

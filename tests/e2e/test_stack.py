@@ -22,7 +22,7 @@ from shiny.playwright import controller
 
 from scripts.processes import wait_until
 from tests import support
-from tests.browser import expect_table_cell
+from tests.browser import expect_table_cell, sign_in
 from tests.fixtures.stack import ComposeStack
 
 # The first test also builds every image (minutes when the layer cache is cold).
@@ -36,23 +36,67 @@ def grpcurl_executable() -> str:
     return support.grpcurl_executable()
 
 
+def admin_password(stack: ComposeStack) -> str:
+    """The generated first-admin password, read where the README says to read it."""
+    return stack.exec_output("backend", "cat", "/run/secrets/first_admin_password").strip()
+
+
+@pytest.fixture(scope="module")
+def token(grpcurl_executable: str, stack: ComposeStack) -> str:
+    """An access token of the first admin, from a real Login through the published port."""
+    body = {"username": "admin", "password": admin_password(stack)}
+    answer = run_grpcurl(grpcurl_executable, stack, "fruitstack.v1.AuthService/Login", body=body)
+    assert answer.returncode == 0, answer.stderr
+    return str(json.loads(answer.stdout)["access_token"])
+
+
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):  # type: ignore[misc]
+    def __init__(self, token: str) -> None:
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    def _details(self, details: Any) -> Any:
+        return details._replace(metadata=[*(details.metadata or ()), *self._metadata])
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return continuation(self._details(details), request_iterator)
+
+
 @pytest.fixture
-def channel(stack: ComposeStack) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(stack.backend_target) as channel:
-        yield channel
+def channel(stack: ComposeStack, token: str) -> Iterator[grpc.Channel]:
+    """A channel to the published backend port on which every call carries the admin's token."""
+    with grpc.insecure_channel(stack.backend_target) as plain:
+        yield grpc.intercept_channel(plain, _Bearer(token))
 
 
-def grpcurl(
-    grpcurl_executable: str, stack: ComposeStack, *args: str, body: dict[str, Any] | None = None
-) -> str:
+def run_grpcurl(
+    grpcurl_executable: str,
+    stack: ComposeStack,
+    *args: str,
+    body: dict[str, Any] | None = None,
+    token: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     data = ["-d", json.dumps(body)] if body is not None else []
-    result = subprocess.run(
-        [grpcurl_executable, "-plaintext", "-max-time", "30", *data, stack.backend_target, *args],
+    header = ["-H", f"authorization: Bearer {token}"] if token else []
+    return subprocess.run(
+        [grpcurl_executable, "-plaintext", "-max-time", "30", *header, *data, stack.backend_target, *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def grpcurl(
+    grpcurl_executable: str,
+    stack: ComposeStack,
+    *args: str,
+    body: dict[str, Any] | None = None,
+    token: str | None = None,
+) -> str:
+    result = run_grpcurl(grpcurl_executable, stack, *args, body=body, token=token)
     assert result.returncode == 0, f"grpcurl {' '.join(args)} failed:\n{result.stderr}"
     return result.stdout
 
@@ -131,28 +175,55 @@ def test_grpcurl_lists_every_service(grpcurl_executable: str, stack: ComposeStac
     assert any(s.startswith("grpc.reflection.") for s in services)
 
 
-def test_grpcurl_add_fruit_then_list_it(grpcurl_executable: str, stack: ComposeStack) -> None:
+def test_grpcurl_add_fruit_without_a_token_is_unauthenticated(
+    grpcurl_executable: str, stack: ComposeStack
+) -> None:
+    result = run_grpcurl(grpcurl_executable, stack, "fruitstack.v1.FruitService/AddFruit", body={"name": "x"})
+
+    assert result.returncode != 0
+    assert "Code: Unauthenticated" in result.stderr
+    assert (
+        "fruitstack.v1.FruitService/AddFruit needs a signed-in user with role editor or admin"
+        in result.stderr
+    )
+
+
+def test_grpcurl_add_fruit_then_list_it(grpcurl_executable: str, stack: ComposeStack, token: str) -> None:
     name = unique("mango")
 
     added = json.loads(
-        grpcurl(grpcurl_executable, stack, "fruitstack.v1.FruitService/AddFruit", body={"name": name})
+        grpcurl(
+            grpcurl_executable, stack, "fruitstack.v1.FruitService/AddFruit", body={"name": name}, token=token
+        )
     )
     listed = json.loads(
-        grpcurl(grpcurl_executable, stack, "fruitstack.v1.FruitService/ListFruits", body={"page_size": 10})
+        grpcurl(
+            grpcurl_executable,
+            stack,
+            "fruitstack.v1.FruitService/ListFruits",
+            body={"page_size": 10},
+            token=token,
+        )
     )
 
     assert added["fruit"]["name"] == name
     assert added["fruit"]["id"] in {f["id"] for f in listed["fruits"]}
 
 
-def test_grpcurl_get_model_then_predict(grpcurl_executable: str, stack: ComposeStack) -> None:
-    model = json.loads(grpcurl(grpcurl_executable, stack, "fruitstack.v1.PredictionService/GetModel"))[
-        "model"
-    ]
+def test_grpcurl_get_model_then_predict(grpcurl_executable: str, stack: ComposeStack, token: str) -> None:
+    model = json.loads(
+        grpcurl(grpcurl_executable, stack, "fruitstack.v1.PredictionService/GetModel", token=token)
+    )["model"]
     row = {f["name"]: f["mean"] for f in model["features"]}
 
     predicted = json.loads(
-        grpcurl(grpcurl_executable, stack, "fruitstack.v1.PredictionService/Predict", body={"features": row})
+        grpcurl(
+            grpcurl_executable,
+            stack,
+            "fruitstack.v1.PredictionService/Predict",
+            body={"features": row},
+            token=token,
+        )
     )
 
     assert model["name"] == "fruitstack-classifier"
@@ -162,24 +233,48 @@ def test_grpcurl_get_model_then_predict(grpcurl_executable: str, stack: ComposeS
     assert predicted["model_version"] == model["version"]
 
 
-def test_only_frontend_backend_and_model_are_published(stack: ComposeStack) -> None:
+def test_only_frontend_backend_and_model_are_published_and_only_on_localhost(stack: ComposeStack) -> None:
     rows = [json.loads(line) for line in stack.compose("ps", "--format", "json").stdout.splitlines()]
     published = {
-        (row["Service"], p["TargetPort"])
+        (row["Service"], p["TargetPort"], p["URL"])
         for row in rows
         for p in row.get("Publishers") or []
         if p["PublishedPort"]
     }
 
-    assert published == {("frontend", 8080), ("backend", 50051), ("model", 3000)}
+    assert published == {
+        ("frontend", 8080, "127.0.0.1"),
+        ("backend", 50051, "127.0.0.1"),
+        ("model", 3000, "127.0.0.1"),
+    }
 
 
-@pytest.mark.parametrize(("service", "reachable"), [("frontend", False), ("backend", True)])
-def test_only_the_backend_can_reach_mongodb(stack: ComposeStack, service: str, reachable: bool) -> None:
-    probe = "import socket; socket.create_connection(('mongo', 27017), timeout=3)"
+@pytest.mark.parametrize(
+    ("service", "host", "port", "reachable"),
+    [
+        ("frontend", "mongo", 27017, False),
+        ("frontend", "model", 3000, False),
+        ("frontend", "backend", 50051, True),
+        ("backend", "mongo", 27017, True),
+    ],
+)
+def test_the_frontend_reaches_only_the_backend_and_only_the_backend_reaches_mongodb(
+    stack: ComposeStack, service: str, host: str, port: int, reachable: bool
+) -> None:
+    probe = f"import socket; socket.create_connection(({host!r}, {port}), timeout=3)"
     connects = stack.exec_ok(service, "python", "-c", probe)
 
     assert connects is reachable
+
+
+def test_secrets_are_files_and_not_in_the_environment(stack: ComposeStack) -> None:
+    environment = stack.exec_output("backend", "env")
+    files = stack.exec_output("backend", "ls", "/run/secrets").split()
+
+    assert sorted(files) == ["auth_token_secret", "first_admin_password", "page_token_secret"]
+    assert not any(
+        name in environment for name in ("AUTH_TOKEN_SECRET", "PAGE_TOKEN_SECRET", "FIRST_ADMIN_PASSWORD")
+    )
 
 
 @pytest.mark.browser
@@ -187,6 +282,7 @@ def test_fruit_added_in_the_browser_is_listed(stack: ComposeStack, page: Page, c
     page.set_default_timeout(30_000)
     name = unique("kiwi")
     page.goto(stack.frontend_url)
+    sign_in(page, "admin", admin_password(stack))
 
     controller.InputSubmitTextarea(page, "fruits-fruit_name").set(name, submit=True)
 

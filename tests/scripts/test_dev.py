@@ -70,3 +70,28 @@ def test_a_process_that_dies_while_starting_is_reported() -> None:
             stack.start()
     finally:
         stack.stop()
+
+
+def test_the_backend_gets_the_first_admin_from_the_environment_or_the_local_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from backend.config import PLACEHOLDER_ADMIN_PASSWORD
+    from scripts.dev import process_specs
+
+    monkeypatch.setenv("MONGODB_URI", "mongodb://127.0.0.1:1")  # no nx-27017 spec, no data folder
+    monkeypatch.delenv("FIRST_ADMIN_USERNAME", raising=False)
+    monkeypatch.delenv("FIRST_ADMIN_PASSWORD", raising=False)
+    backend = next(s for s in process_specs() if s.name == "backend")
+    assert (backend.env["FIRST_ADMIN_USERNAME"], backend.env["FIRST_ADMIN_PASSWORD"]) == (
+        "admin",
+        PLACEHOLDER_ADMIN_PASSWORD,
+    )
+    assert backend.env["LOCAL_MODE"] == "true"
+
+    monkeypatch.setenv("FIRST_ADMIN_USERNAME", "root")
+    monkeypatch.setenv("FIRST_ADMIN_PASSWORD", "my-own-password")
+    backend = next(s for s in process_specs() if s.name == "backend")
+    assert (backend.env["FIRST_ADMIN_USERNAME"], backend.env["FIRST_ADMIN_PASSWORD"]) == (
+        "root",
+        "my-own-password",
+    )
