@@ -50,7 +50,7 @@ def token(grpcurl_executable: str, stack: ComposeStack) -> str:
     return str(json.loads(answer.stdout)["access_token"])
 
 
-class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):  # type: ignore[misc]
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):  # type: ignore[type-arg]
     def __init__(self, token: str) -> None:
         self._metadata = (("authorization", f"Bearer {token}"),)
 
