@@ -111,3 +111,18 @@ async def test_authorization_metadata_that_is_not_a_bearer_token_is_refused(
         )
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert caught.value.details() == "the authorization metadata must be 'Bearer <token>'"
+
+
+def test_a_remembered_token_still_expires() -> None:
+    """The cache of verified tokens never outlives a token: expiry is checked on every hit."""
+    clock = [NOW]
+    tokens = TokenCodec(KEY, ttl_s=600, clock=lambda: clock[0])
+    token = tokens.issue(username="alice", role=Role.VIEWER).token
+    assert tokens.verify(token).username == "alice"
+    assert tokens.verify(token).username == "alice"  # from the cache
+
+    clock[0] += 600
+    with pytest.raises(Unauthenticated, match="the access token expired"):
+        tokens.verify(token)
+    with pytest.raises(Unauthenticated, match="is not valid"):
+        tokens.verify(tampered(token, role="admin"))
