@@ -12,7 +12,7 @@ from shiny import Inputs, Outputs, Session, module, reactive, render, ui
 from shiny.ui import TagChild
 
 from frontend.client import FruitstackClient, Health, ModelInfo, ModelUpdate, SignedIn
-from frontend.exceptions import FailedPrecondition, user_message
+from frontend.exceptions import FailedPrecondition, NotSignedIn, user_message
 from frontend.modules.auth import permission, permission_gate, update_gate
 from frontend.modules.status import outage_notice
 
@@ -100,8 +100,12 @@ def model_server(
                 if load.value() != model():
                     model.set(load.value())
             elif status == "error":
-                load_error.set(user_message(load.error()))
-                needs_fixing.set(isinstance(load.error(), FailedPrecondition))
+                exc = load.error()
+                # Not signed in (yet, or any more): the sign-in dialog says what to do.
+                load_error.set(
+                    "Sign in to see the model." if isinstance(exc, NotSignedIn) else user_message(exc)
+                )
+                needs_fixing.set(isinstance(exc, FailedPrecondition))
 
     @ui.bind_task_button(button_id="update")
     @reactive.extended_task
