@@ -288,14 +288,18 @@ class FruitstackClient:
             self._shared[0] = None
 
     @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        """The one place where gRPC status codes become frontend.exceptions (unary and streaming calls)."""
+    def _errors(self, sent_token: str | None) -> Iterator[None]:
+        """The one place where gRPC status codes become frontend.exceptions (unary and streaming calls).
+
+        sent_token is the token the call carried: only a refusal of the session's current token
+        counts as its sign-in ending (a call sent before signing in may be refused after it).
+        """
         try:
             yield
         except aio.AioRpcError as exc:
-            raise self._error(exc) from None
+            raise self._error(exc, sent_token) from None
 
-    def _error(self, exc: aio.AioRpcError) -> BackendError:
+    def _error(self, exc: aio.AioRpcError, sent_token: str | None) -> BackendError:
         code = exc.code()
         message = exc.details() or code.name.lower().replace("_", " ")
         if code == grpc.StatusCode.UNAVAILABLE and not self._connected():
@@ -308,7 +312,7 @@ class FruitstackClient:
             return FailedPrecondition(message, code=code.name)
         if code == grpc.StatusCode.UNAUTHENTICATED:
             credentials = self._credentials
-            if credentials is not None and credentials.token is not None:
+            if credentials is not None and sent_token is not None and credentials.token == sent_token:
                 credentials.rejections += 1
                 credentials.last_rejection = message
             return NotSignedIn(message, code=code.name)
@@ -318,9 +322,11 @@ class FruitstackClient:
             return Unavailable(message, code=code.name)
         return BackendError(message, code=code.name)
 
-    def _options(self, timeout_s: float) -> dict[str, Any]:
+    def _token(self) -> str | None:
+        return self._credentials.token if self._credentials is not None else None
+
+    def _options(self, timeout_s: float, token: str | None) -> dict[str, Any]:
         """What every call carries: its deadline and, when the session is signed in, its token."""
-        token = self._credentials.token if self._credentials is not None else None
         if token is None:
             return {"timeout": timeout_s}
         return {"timeout": timeout_s, "metadata": (("authorization", f"Bearer {token}"),)}
@@ -332,9 +338,10 @@ class FruitstackClient:
         *,
         timeout_s: float | None = None,
     ) -> Response:
-        """One unary call with the client's deadline and error mapping."""
-        with self._errors():
-            return await rpc(request, **self._options(timeout_s or self._timeout_s))
+        """One unary call with the client's deadline, the session's token and error mapping."""
+        token = self._token()
+        with self._errors(token):
+            return await rpc(request, **self._options(timeout_s or self._timeout_s, token))
 
     def _connected(self) -> bool:
         # A dependency outage comes back as UNAVAILABLE over a READY channel; a backend that is
@@ -401,9 +408,10 @@ class FruitstackClient:
                     columns=[predictions_pb2.Column(name=n, values=v) for n, v in chunk.items()]
                 )
 
-        call = self._predictions().PredictBatch(requests(), **self._options(self._bulk_timeout_s))
+        token = self._token()
+        call = self._predictions().PredictBatch(requests(), **self._options(self._bulk_timeout_s, token))
         try:
-            with self._errors():
+            with self._errors(token):
                 async for response in call:
                     yield _bulk_chunk(response)
         finally:
@@ -433,7 +441,8 @@ class FruitstackClient:
         async def serving(service: str) -> bool | None:
             try:
                 response = await stub.Check(
-                    health_pb2.HealthCheckRequest(service=service), **self._options(min(self._timeout_s, 3.0))
+                    health_pb2.HealthCheckRequest(service=service),
+                    **self._options(min(self._timeout_s, 3.0), self._token()),
                 )
             except aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.NOT_FOUND:

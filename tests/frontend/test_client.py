@@ -179,3 +179,17 @@ async def test_the_client_speaks_tls_with_a_ca_file(
         finally:
             await client.close()
             await plaintext.close()
+
+
+async def test_a_refusal_counts_only_for_the_token_the_call_carried(shared_client: FruitstackClient) -> None:
+    """A call sent before signing in, refused after it, must not end the new sign-in."""
+    credentials = Credentials()
+    session = shared_client.for_session(credentials)
+    sent_anonymously = asyncio.create_task(session.list_fruits(page_size=5))
+    await asyncio.sleep(0)  # the task has read the (absent) token and sent its call
+    credentials.token = mint_token(Role.VIEWER)
+
+    with pytest.raises(NotSignedIn):
+        await sent_anonymously
+    assert credentials.rejections == 0
+    await session.list_fruits(page_size=5)  # the new token works
