@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, *, client: FruitstackClient | N
             health=health,
             refresh_s=settings.model_refresh_s,
             retry_s=settings.poll_interval_s,
+            mlflow_ui_url=settings.mlflow_ui_url,
         )
         fruits_server(
             "fruits",

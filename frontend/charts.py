@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from frontend.client import FruitCount, TrainingSample
+from frontend.client import FruitCount, ModelVersion, TrainingSample
 
 # Bootstrap 5 colours, so the charts match the page.
 PRIMARY = "#0d6efd"
@@ -83,6 +83,40 @@ def sample_figure(
         )
     ax.set_xlabel(x)
     ax.set_ylabel(y)
+    ax.legend(frameon=False, fontsize=8, loc="best")
+    _tidy(fig)
+    return fig
+
+
+def versions_figure(versions: Sequence[ModelVersion], *, metric: str) -> Figure:
+    """The metric of every registered version in order, the champion marked with a star."""
+    fig = Figure(figsize=(6, 3.0))
+    ax = fig.add_subplot()
+    scored = sorted(
+        (v for v in versions if metric in v.metrics and v.version.isdigit()), key=lambda v: int(v.version)
+    )
+    if not scored:
+        ax.text(0.5, 0.5, "No versions yet", ha="center", va="center", color=MUTED, transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    xs = [int(v.version) for v in scored]
+    ys = [v.metrics[metric] for v in scored]
+    ax.plot(xs, ys, marker="o", color=PRIMARY, linewidth=1.5, label=metric)
+    champions = [v for v in scored if v.is_champion]
+    if champions:
+        ax.scatter(
+            [int(v.version) for v in champions],
+            [v.metrics[metric] for v in champions],
+            s=260,
+            marker="*",
+            color="#ffc107",
+            edgecolors="black",
+            zorder=5,
+            label="champion",
+        )
+    ax.set_xlabel("version")
+    ax.set_ylabel(f"{metric} (holdout)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(frameon=False, fontsize=8, loc="best")
     _tidy(fig)
     return fig

@@ -89,10 +89,47 @@ class ModelInfo:
     metrics: Mapping[str, float]
     trained_at: datetime | None
     training_sample: TrainingSample = field(repr=False)
+    run_id: str = ""
+    aliases: tuple[str, ...] = ()
+    # The model service's last look at the registry: reachable, and why not.
+    registry_reachable: bool = True
+    registry_error: str = ""
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    decision: str  # "champion", "challenger", "manual" or "" (never gated)
+    metric: str
+    candidate_score: float
+    champion_score: float | None
+    champion_version: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: str
+    run_id: str
+    created_at: datetime | None
+    aliases: tuple[str, ...]
+    metrics: Mapping[str, float]
+    gate: GateDecision
+
+    @property
+    def is_champion(self) -> bool:
+        return "champion" in self.aliases
+
+
+@dataclass(frozen=True)
+class ModelVersions:
+    name: str
+    served_version: str
+    champion: str
+    versions: tuple[ModelVersion, ...]  # newest first
 
 
 @dataclass(frozen=True)
@@ -160,6 +197,29 @@ def _model(message: predictions_pb2.Model) -> ModelInfo:
         trained_at=_timestamp(message.trained_at, message.HasField("trained_at")),
         training_sample=TrainingSample(
             columns={c.name: list(c.values) for c in sample.columns}, labels=list(sample.labels)
+        ),
+        run_id=message.run_id,
+        aliases=tuple(message.aliases),
+        registry_reachable=message.registry.reachable or not message.HasField("registry"),
+        registry_error=message.registry.error,
+    )
+
+
+def _version(message: predictions_pb2.ModelVersion) -> ModelVersion:
+    gate = message.gate
+    return ModelVersion(
+        version=message.version,
+        run_id=message.run_id,
+        created_at=_timestamp(message.created_at, message.HasField("created_at")),
+        aliases=tuple(message.aliases),
+        metrics=dict(message.metrics),
+        gate=GateDecision(
+            decision=gate.decision,
+            metric=gate.metric,
+            candidate_score=gate.candidate_score,
+            champion_score=gate.champion_score if gate.HasField("champion_score") else None,
+            champion_version=gate.champion_version,
+            reason=gate.reason,
         ),
     )
 
@@ -311,15 +371,27 @@ class FruitstackClient:
         response = await self._call(self._predictions().GetModel, predictions_pb2.GetModelRequest())
         return _model(response.model)
 
-    async def update_model(self) -> ModelUpdate:
+    async def update_model(self, *, version: str = "") -> ModelUpdate:
+        """Serve `version`, or the registry's champion when empty (a rollback when it is an older one)."""
         # Loading and verifying a model takes longer than a lookup.
         response = await self._call(
             self._predictions().UpdateModel,
-            predictions_pb2.UpdateModelRequest(),
+            predictions_pb2.UpdateModelRequest(version=version),
             timeout_s=self._timeout_s * 3,
         )
         return ModelUpdate(
             previous_version=response.previous_version, current_version=response.current_version
+        )
+
+    async def list_model_versions(self) -> ModelVersions:
+        response = await self._call(
+            self._predictions().ListModelVersions, predictions_pb2.ListModelVersionsRequest()
+        )
+        return ModelVersions(
+            name=response.name,
+            served_version=response.served_version,
+            champion=response.champion,
+            versions=tuple(_version(v) for v in response.versions),
         )
 
     # Health

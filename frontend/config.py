@@ -29,3 +29,7 @@ class Settings(BaseSettings):
         default=20_000, ge=1, le=100_000, description="rows per PredictBatch request chunk"
     )
     fruits_page_size: int = Field(default=10, ge=1, le=1000, description="fruits per page of the list")
+    mlflow_ui_url: str = Field(
+        default="http://localhost:5000",
+        description="the MLflow UI as the user's browser reaches it, for links to versions and runs",
+    )

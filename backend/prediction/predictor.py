@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from backend.exceptions import InvalidArgument, Unavailable
+from backend.exceptions import InvalidArgument, NotFound, Unavailable
 from backend.prediction.coalescer import Coalescer
 from backend.prediction.model_client import ModelClient
 from backend.prediction.schema import FloatArray, ModelInfo
+from backend.prediction.versions import ModelVersions
 
 SCHEMA_RECHECK_S = 1.0
 
@@ -238,11 +239,27 @@ class Predictor:
 
     # ---- model updates ------------------------------------------------------------------------
 
-    async def update_model(self, *, time_left: float | None = None) -> ModelUpdate:
-        data = await self._client.reload(time_left=time_left)
+    async def update_model(self, *, version: str = "", time_left: float | None = None) -> ModelUpdate:
+        """Serve `version` (checked by versions.parse_version; "" = the champion), then re-read the schema.
+
+        A named version is looked up first, so that one never registered is NOT_FOUND with the list
+        of what is, rather than the model service's generic refusal.
+        """
+        if version:
+            registered = await self.list_versions(time_left=time_left)
+            known = [v.version for v in registered.versions]
+            if version not in known:
+                shown = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "")
+                raise NotFound(
+                    f"{registered.name} has no registered version {version!r} (registered: {shown or 'none'})"
+                )
+        data = await self._client.reload(version=version, time_left=time_left)
         update = ModelUpdate(str(data["previous_version"]), str(data["current_version"]))
         await self._refresh_schema(None, time_left)
         return update
+
+    async def list_versions(self, *, time_left: float | None = None) -> ModelVersions:
+        return ModelVersions.from_json(await self._client.versions(time_left=time_left))
 
     # ---- readiness ----------------------------------------------------------------------------
 
