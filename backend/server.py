@@ -10,12 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predictions_pb2_grpc
+from fruitstack.v1 import (
+    fruits_pb2,
+    fruits_pb2_grpc,
+    monitoring_pb2,
+    monitoring_pb2_grpc,
+    predictions_pb2,
+    predictions_pb2_grpc,
+)
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer  # the asyncio servicer (health.aio)
@@ -24,10 +31,11 @@ from pymongo import AsyncMongoClient
 
 from backend.config import Settings
 from backend.fruits.page_tokens import PageTokenCodec
-from backend.fruits.repository import Document, FruitRepository
+from backend.fruits.repository import FruitRepository
 from backend.fruits.servicer import FruitServicer
 from backend.health_watcher import (
     FRUIT_SERVICE,
+    MONITORING_SERVICE,
     NOT_SERVING,
     OVERALL,
     PREDICTION_SERVICE,
@@ -35,6 +43,11 @@ from backend.health_watcher import (
     DependencyWatcher,
 )
 from backend.interceptors import ErrorMappingInterceptor
+from backend.mongo import Document
+from backend.monitoring.monitor import Monitor
+from backend.monitoring.prediction_log import PredictionLog
+from backend.monitoring.repository import MonitoringRepository
+from backend.monitoring.servicer import MonitoringServicer
 from backend.prediction import ModelClient, Predictor
 from backend.prediction.servicer import PredictionServicer
 
@@ -55,21 +68,29 @@ class BackendServer:
     """
 
     def __init__(
-        self, server: aio.Server, *, health_servicer: Any, watchers: list[DependencyWatcher]
+        self,
+        server: aio.Server,
+        *,
+        health_servicer: Any,
+        watchers: list[DependencyWatcher],
+        background: dict[str, Callable[[], Coroutine[Any, Any, None]]],
     ) -> None:
         self.grpc_server = server
         self.health = health_servicer
         self._watchers = watchers
+        self._background = background  # long-running jobs by name: the prediction log, drift checks
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.grpc_server.start()
         await self.health.set(OVERALL, SERVING)
         for watcher in self._watchers:
-            await self.health.set(watcher.service, NOT_SERVING)
+            for service in watcher.services:
+                await self.health.set(service, NOT_SERVING)
         # One check before returning, so that a started server reports its real state.
         await asyncio.gather(*(watcher.check_once() for watcher in self._watchers))
         self._tasks = [asyncio.create_task(w.run(), name=f"health:{w.service}") for w in self._watchers]
+        self._tasks += [asyncio.create_task(job(), name=name) for name, job in self._background.items()]
 
     async def stop(self, grace: float | None) -> None:
         """Report NOT_SERVING everywhere first, then let in-flight calls finish within grace seconds."""
@@ -83,14 +104,40 @@ class BackendServer:
         return await self.grpc_server.wait_for_termination(timeout)
 
 
+@dataclass(frozen=True)
+class Backend:
+    """The server (built, not started) and the dependencies it was built from."""
+
+    server: BackendServer
+    port: int
+    mongo: AsyncMongoClient[Document]
+    fruits: FruitRepository
+    predictor: Predictor
+    monitoring: MonitoringRepository
+    prediction_log: PredictionLog
+    monitor: Monitor
+
+
 def create_server(
-    settings: Settings, *, repository: FruitRepository, predictor: Predictor
+    settings: Settings,
+    *,
+    fruits: FruitRepository,
+    predictor: Predictor,
+    monitoring: MonitoringRepository,
+    prediction_log: PredictionLog,
+    monitor: Monitor,
 ) -> tuple[BackendServer, int]:
     """Build (not start) the server with every service registered; returns it and its bound port."""
     server = aio.server(interceptors=[ErrorMappingInterceptor()], options=MESSAGE_SIZE_OPTIONS)
     page_tokens = PageTokenCodec(settings.page_token_secret.get_secret_value().encode())
-    fruits_pb2_grpc.add_FruitServiceServicer_to_server(FruitServicer(repository, page_tokens), server)
-    predictions_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(predictor), server)
+    fruits_pb2_grpc.add_FruitServiceServicer_to_server(FruitServicer(fruits, page_tokens), server)
+    log = prediction_log if settings.prediction_log_enabled else None
+    predictions_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(predictor, log=log), server
+    )
+    monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
+        MonitoringServicer(monitor, prediction_log), server
+    )
 
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -98,16 +145,23 @@ def create_server(
         [
             fruits_pb2.DESCRIPTOR.services_by_name["FruitService"].full_name,
             predictions_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+            monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ],
         server,
     )
     port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+
+    async def mongo_ready() -> None:
+        await fruits.check()
+        await monitoring.prepare()
+
     watchers = [
         DependencyWatcher(
             service=FRUIT_SERVICE,
-            probe=repository.check,
+            also=(MONITORING_SERVICE,),
+            probe=mongo_ready,
             health=health_servicer,
             interval_s=settings.mongodb_check_interval_s,
         ),
@@ -118,25 +172,19 @@ def create_server(
             interval_s=settings.model_check_interval_s,
         ),
     ]
-    return BackendServer(server, health_servicer=health_servicer, watchers=watchers), port
-
-
-@dataclass(frozen=True)
-class Backend:
-    """The server (built, not started) and the dependencies it was built from."""
-
-    server: BackendServer
-    port: int
-    mongo: AsyncMongoClient[Document]
-    fruits: FruitRepository
-    predictor: Predictor
+    background = {"prediction-log": prediction_log.run, "drift-checks": monitor.run}
+    return BackendServer(
+        server, health_servicer=health_servicer, watchers=watchers, background=background
+    ), port
 
 
 @asynccontextmanager
 async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
-    """Every dependency of the backend and the server, closed in order (server, model, MongoDB) on exit.
+    """Every dependency of the backend and the server, closed in order on exit.
 
-    MongoDB is connected lazily, so the backend starts (and reports NOT_SERVING) while it is down.
+    Order of closing: the server (in-flight calls drain), the prediction log (what is queued is
+    written), the model client, MongoDB. MongoDB is connected lazily, so the backend starts (and
+    reports NOT_SERVING) while it is down.
     """
     timeout_ms = settings.mongodb_timeout_ms
     mongo: AsyncMongoClient[Document] = AsyncMongoClient(
@@ -148,13 +196,49 @@ async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
     )
     model_client = ModelClient(settings.model_url, default_timeout=settings.model_timeout_s)
     try:
-        fruits = FruitRepository(mongo, database=settings.mongodb_database, timeout_s=timeout_ms / 1000)
+        database, timeout_s = settings.mongodb_database, timeout_ms / 1000
+        fruits = FruitRepository(mongo, database=database, timeout_s=timeout_s)
+        monitoring = MonitoringRepository(
+            mongo, database=database, timeout_s=timeout_s, retention_s=settings.prediction_log_retention_s
+        )
+        prediction_log = PredictionLog(
+            monitoring,
+            queue_size=settings.prediction_log_queue,
+            bucket_rows=settings.drift_bucket_rows,
+            bucket_s=settings.drift_bucket_s,
+            write_timeout_s=timeout_s,
+        )
         predictor = Predictor(model_client)
-        server, port = create_server(settings, repository=fruits, predictor=predictor)
+        monitor = Monitor(
+            repository=monitoring,
+            log=prediction_log,
+            predictor=predictor,
+            window_predictions=settings.drift_window_predictions,
+            alpha=settings.drift_alpha,
+            check_interval_s=settings.drift_check_interval_s,
+        )
+        server, port = create_server(
+            settings,
+            fruits=fruits,
+            predictor=predictor,
+            monitoring=monitoring,
+            prediction_log=prediction_log,
+            monitor=monitor,
+        )
         try:
-            yield Backend(server=server, port=port, mongo=mongo, fruits=fruits, predictor=predictor)
+            yield Backend(
+                server=server,
+                port=port,
+                mongo=mongo,
+                fruits=fruits,
+                predictor=predictor,
+                monitoring=monitoring,
+                prediction_log=prediction_log,
+                monitor=monitor,
+            )
         finally:
             await server.stop(0)  # a no-op when it was stopped (gracefully) already
+            await prediction_log.close()
             await predictor.close()
     finally:
         await model_client.close()

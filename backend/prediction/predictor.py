@@ -36,6 +36,9 @@ class BulkPrediction:
     classes: tuple[str, ...]
     label_indices: npt.NDArray[np.intp]
     probabilities: FloatArray
+    # The chunk's input, (n_rows, n_features) in `feature_names` order (monitoring summarises it).
+    features: FloatArray
+    feature_names: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,10 @@ class Predictor:
         self._schema = info
         self._schema_read_at = time.monotonic()
         return info
+
+    async def current_model(self, *, time_left: float | None = None) -> ModelInfo:
+        """The model in service as last read (read now when not known yet)."""
+        return await self._current_schema(time_left)
 
     async def _current_schema(self, time_left: float | None) -> ModelInfo:
         if self._schema is not None:
@@ -172,7 +179,9 @@ class Predictor:
     ) -> BulkPrediction:
         if len(x) == 0:
             empty = np.empty((0, len(schema.classes)))
-            return BulkPrediction(schema.version, schema.classes, np.empty(0, dtype=np.intp), empty)
+            return BulkPrediction(
+                schema.version, schema.classes, np.empty(0, dtype=np.intp), empty, x, schema.feature_names
+            )
         answer = await self._client.predict_bulk(x, row_offset=row_offset, time_left=time_left)
         if answer.model_version and answer.model_version != schema.version:
             fresh = await self._refresh_schema(schema.version, time_left)
@@ -186,7 +195,9 @@ class Predictor:
                 f"and {len(schema.classes)} classes"
             )
         version = answer.model_version or schema.version
-        return BulkPrediction(version, schema.classes, probabilities.argmax(axis=1), probabilities)
+        return BulkPrediction(
+            version, schema.classes, probabilities.argmax(axis=1), probabilities, x, schema.feature_names
+        )
 
     async def predict_bulk(
         self, chunks: AsyncIterable[Mapping[str, FloatArray]], *, time_left: float | None = None

@@ -44,6 +44,8 @@ class ModelInfo:
     run_id: str = ""  # the MLflow run that trained it
     aliases: tuple[str, ...] = ()  # e.g. ("champion",)
     registry: RegistryStatus | None = None
+    # The summary of the training data drift is measured against (backend.monitoring.drift.Summary).
+    reference: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
     # Derived from `features` once: every prediction's check reads it.
     feature_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
@@ -73,6 +75,7 @@ class ModelInfo:
             run_id=str(data.get("run_id") or ""),
             aliases=tuple(str(a) for a in data.get("aliases") or ()),
             registry=RegistryStatus.from_json(data["registry"]) if data.get("registry") else None,
+            reference=data.get("reference"),
         )
 
     def row(self, features: Mapping[str, float]) -> list[float]:

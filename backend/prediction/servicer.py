@@ -6,6 +6,7 @@ into status codes. Each call's remaining deadline is the model call's timeout.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,7 @@ from grpc import aio
 
 from backend.exceptions import InvalidArgument
 from backend.messages import shorten
+from backend.monitoring.prediction_log import PredictionLog
 from backend.prediction import ModelInfo, Predictor, wire
 from backend.prediction.schema import FloatArray
 from backend.prediction.versions import ModelVersion, parse_version
@@ -24,17 +26,30 @@ _Context = aio.ServicerContext[Any, Any]
 
 
 class PredictionServicer(predictions_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, predictor: Predictor) -> None:
+    def __init__(self, predictor: Predictor, *, log: PredictionLog | None) -> None:
         self._predictor = predictor
+        self._log = log  # None: predictions are not logged (PREDICTION_LOG_ENABLED=false)
 
     async def Predict(
         self, request: predictions_pb2.PredictRequest, context: _Context
     ) -> predictions_pb2.PredictResponse:
-        prediction = await self._predictor.predict(dict(request.features), time_left=context.time_remaining())
+        began = time.perf_counter()
+        features = dict(request.features)
+        prediction = await self._predictor.predict(features, time_left=context.time_remaining())
+        prediction_id = ""
+        if self._log is not None:
+            prediction_id = self._log.record(
+                features=features,
+                label=prediction.label,
+                probabilities=prediction.probabilities,
+                model_version=prediction.model_version,
+                latency_ms=(time.perf_counter() - began) * 1000,
+            )
         return predictions_pb2.PredictResponse(
             label=prediction.label,
             probabilities=prediction.probabilities,
             model_version=prediction.model_version,
+            prediction_id=prediction_id,
         )
 
     async def PredictBatch(
@@ -45,6 +60,13 @@ class PredictionServicer(predictions_pb2_grpc.PredictionServiceServicer):
         row_offset = 0
         chunks = _column_chunks(request_iterator)
         async for result in self._predictor.predict_bulk(chunks, time_left=context.time_remaining()):
+            if self._log is not None:
+                self._log.summarise_bulk(
+                    model_version=result.model_version,
+                    columns={n: result.features[:, j] for j, n in enumerate(result.feature_names)},
+                    label_indices=result.label_indices,
+                    classes=result.classes,
+                )
             yield wire.bulk_response(
                 model_version=result.model_version,
                 classes=result.classes,

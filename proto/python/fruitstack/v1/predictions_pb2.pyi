@@ -88,10 +88,13 @@ class PredictResponse(_message.Message):
     LABEL_FIELD_NUMBER: _builtins.int
     PROBABILITIES_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    PREDICTION_ID_FIELD_NUMBER: _builtins.int
     label: _builtins.str
     """The predicted class."""
     model_version: _builtins.str
     """Version of the model that produced this prediction."""
+    prediction_id: _builtins.str
+    """The prediction's id in the prediction log, for MonitoringService.RecordFeedback."""
     @_builtins.property
     def probabilities(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """Probability of each class, keyed by class name."""
@@ -102,10 +105,11 @@ class PredictResponse(_message.Message):
         label: _builtins.str = ...,
         probabilities: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         model_version: _builtins.str = ...,
+        prediction_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "model_version", b"model_version", "probabilities", b"probabilities"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "model_version", b"model_version", "prediction_id", b"prediction_id", "probabilities", b"probabilities"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
