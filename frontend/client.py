@@ -10,11 +10,18 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
-from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predictions_pb2_grpc
+from fruitstack.v1 import (
+    fruits_pb2,
+    fruits_pb2_grpc,
+    monitoring_pb2,
+    monitoring_pb2_grpc,
+    predictions_pb2,
+    predictions_pb2_grpc,
+)
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -63,6 +70,7 @@ class Prediction:
     label: str
     probabilities: Mapping[str, float]
     model_version: str
+    prediction_id: str = ""  # for record_feedback; "" when the backend logs no predictions
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,94 @@ class BulkChunk:
 
 
 @dataclass(frozen=True)
+class Feedback:
+    label: str
+    predicted_label: str
+    correct: bool
+    replaced: bool
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    feature: str
+    test: str
+    statistic: float
+    threshold: float
+    drift: bool
+    window_size: int
+    reference_size: int
+    # Both distributions over the same bins (len(edges) - 1 fractions each).
+    edges: tuple[float, ...]
+    reference_fractions: tuple[float, ...]
+    window_fractions: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class LabelDrift:
+    test: str
+    statistic: float
+    threshold: float
+    drift: bool
+    window_counts: Mapping[str, int]
+    reference_shares: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    model_version: str
+    window_size: int
+    reference_size: int
+    drift: bool
+    alpha: float
+    window_start: datetime | None
+    window_end: datetime | None
+    features: tuple[FeatureDrift, ...]
+    labels: LabelDrift | None
+
+
+@dataclass(frozen=True)
+class VersionAccuracy:
+    model_version: str
+    labelled: int
+    correct: int
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class TimePoint:
+    """A bin of a series: (predictions, bulk rows) or (labelled, correct)."""
+
+    start: datetime
+    a: int
+    b: int
+
+
+@dataclass(frozen=True)
+class LiveAccuracy:
+    versions: tuple[VersionAccuracy, ...]
+    over_time: tuple[TimePoint, ...]
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    at: datetime
+    model_version: str
+    score: float
+    drift: bool
+    window_size: int
+    drifted: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MonitoringStatus:
+    logged: int
+    dropped: int
+    queued: int
+    recent_checks: tuple[DriftCheck, ...]  # newest first
+    drift_events: tuple[DriftCheck, ...]
+
+
+@dataclass(frozen=True)
 class Health:
     """What the backend reports about itself and its dependencies; None means "cannot tell"."""
 
@@ -175,6 +271,15 @@ _UNAVAILABLE_CODES = {
 
 def _timestamp(ts: Timestamp, present: bool) -> datetime | None:
     return ts.ToDatetime(tzinfo=UTC) if present else None
+
+
+def _last(span_s: int) -> monitoring_pb2.TimeRange:
+    """The time range ending now and reaching span_s seconds back."""
+    time_range = monitoring_pb2.TimeRange()
+    now = datetime.now(UTC)
+    time_range.end.FromDatetime(now)
+    time_range.start.FromDatetime(now - timedelta(seconds=span_s))
+    return time_range
 
 
 def _fruit(message: fruits_pb2.Fruit) -> Fruit:
@@ -264,6 +369,9 @@ class FruitstackClient:
     def _predictions(self) -> predictions_pb2_grpc.PredictionServiceAsyncStub:
         return predictions_pb2_grpc.PredictionServiceStub(self._open())
 
+    def _monitoring(self) -> monitoring_pb2_grpc.MonitoringServiceAsyncStub:
+        return monitoring_pb2_grpc.MonitoringServiceStub(self._open())
+
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close(None)
@@ -346,6 +454,7 @@ class FruitstackClient:
             label=response.label,
             probabilities=dict(response.probabilities),
             model_version=response.model_version,
+            prediction_id=response.prediction_id,
         )
 
     async def predict_bulk(
@@ -392,6 +501,101 @@ class FruitstackClient:
             served_version=response.served_version,
             champion=response.champion,
             versions=tuple(_version(v) for v in response.versions),
+        )
+
+    # MonitoringService
+
+    async def record_feedback(self, *, prediction_id: str, label: str) -> Feedback:
+        request = monitoring_pb2.RecordFeedbackRequest(prediction_id=prediction_id, label=label)
+        response = await self._call(self._monitoring().RecordFeedback, request)
+        return Feedback(
+            label=response.label,
+            predicted_label=response.predicted_label,
+            correct=response.correct,
+            replaced=response.replaced,
+        )
+
+    async def drift_report(self, *, last_predictions: int | None = None) -> DriftReport:
+        request = monitoring_pb2.GetDriftReportRequest()
+        if last_predictions is not None:
+            request.last_predictions = last_predictions
+        report = (await self._call(self._monitoring().GetDriftReport, request)).report
+        labels = report.labels if report.HasField("labels") else None
+        return DriftReport(
+            model_version=report.model_version,
+            window_size=report.window_size,
+            reference_size=report.reference_size,
+            drift=report.drift,
+            alpha=report.alpha,
+            window_start=_timestamp(report.window_start, report.HasField("window_start")),
+            window_end=_timestamp(report.window_end, report.HasField("window_end")),
+            features=tuple(
+                FeatureDrift(
+                    feature=f.feature,
+                    test=f.test,
+                    statistic=f.statistic,
+                    threshold=f.threshold,
+                    drift=f.drift,
+                    window_size=f.window_size,
+                    reference_size=f.reference_size,
+                    edges=tuple(f.reference.edges),
+                    reference_fractions=tuple(f.reference.fractions),
+                    window_fractions=tuple(f.window.fractions),
+                )
+                for f in report.features
+            ),
+            labels=None
+            if labels is None
+            else LabelDrift(
+                test=labels.test,
+                statistic=labels.statistic,
+                threshold=labels.threshold,
+                drift=labels.drift,
+                window_counts=dict(labels.window_counts),
+                reference_shares=dict(labels.reference_shares),
+            ),
+        )
+
+    async def live_accuracy(self, *, span_s: int = 3600, interval_s: int = 60) -> LiveAccuracy:
+        request = monitoring_pb2.GetLiveAccuracyRequest(time_range=_last(span_s), interval_s=interval_s)
+        response = await self._call(self._monitoring().GetLiveAccuracy, request)
+        return LiveAccuracy(
+            versions=tuple(
+                VersionAccuracy(v.model_version, v.labelled, v.correct, v.accuracy) for v in response.versions
+            ),
+            over_time=tuple(
+                TimePoint(p.start.ToDatetime(tzinfo=UTC), p.labelled, p.correct) for p in response.over_time
+            ),
+        )
+
+    async def prediction_counts(self, *, span_s: int = 3600, interval_s: int = 60) -> tuple[TimePoint, ...]:
+        request = monitoring_pb2.GetPredictionCountsRequest(time_range=_last(span_s), interval_s=interval_s)
+        response = await self._call(self._monitoring().GetPredictionCounts, request)
+        return tuple(
+            TimePoint(p.start.ToDatetime(tzinfo=UTC), p.predictions, p.bulk_rows) for p in response.points
+        )
+
+    async def monitoring_status(self) -> MonitoringStatus:
+        response = await self._call(
+            self._monitoring().GetMonitoringStatus, monitoring_pb2.GetMonitoringStatusRequest()
+        )
+
+        def check(c: monitoring_pb2.DriftCheck) -> DriftCheck:
+            return DriftCheck(
+                c.at.ToDatetime(tzinfo=UTC),
+                c.model_version,
+                c.score,
+                c.drift,
+                c.window_size,
+                tuple(c.drifted),
+            )
+
+        return MonitoringStatus(
+            logged=response.logged,
+            dropped=response.dropped,
+            queued=response.queued,
+            recent_checks=tuple(check(c) for c in response.recent_checks),
+            drift_events=tuple(check(c) for c in response.drift_events),
         )
 
     # Health

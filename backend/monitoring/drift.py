@@ -204,26 +204,33 @@ def _histogram(sketch: kll_doubles_sketch, edges: list[float]) -> Histogram:
 
 
 def _chi_square(reference: Mapping[str, int], window: Mapping[str, int], alpha: float) -> LabelDrift | None:
-    total_ref = sum(reference.values())
+    """Pearson's chi-square test of homogeneity: do both samples come from one label distribution?
+
+    A test of homogeneity (a 2 x k contingency table) rather than goodness of fit, because the
+    training labels are a sample too: taking their shares as exact would flag a large window of the
+    very same distribution as drift.
+    """
     classes = sorted(set(reference) | set(window))
-    shares = {c: reference.get(c, 0) / total_ref for c in classes}
-    n = sum(window.values())
-    expected = np.asarray([shares[c] * n for c in classes])
-    observed = np.asarray([window.get(c, 0) for c in classes], dtype=np.float64)
-    # A label never seen in training but predicted now is drift by itself; the test needs expected > 0.
-    unseen = any(expected[i] == 0 and observed[i] > 0 for i in range(len(classes)))
-    keep = expected > 0
-    if unseen:
-        statistic, threshold = math.inf, 0.0
-    else:
-        if keep.sum() < 2 or expected[keep].min() < MIN_EXPECTED_PER_LABEL:
+    table = np.asarray([[reference.get(c, 0) for c in classes], [window.get(c, 0) for c in classes]], float)
+    total_ref = table[0].sum()
+    shares = {c: float(table[0, i] / total_ref) for i, c in enumerate(classes)}
+    counts = {c: int(table[1, i]) for i, c in enumerate(classes)}
+    expected = stats.contingency.expected_freq(table)
+    if len(classes) < 2 or expected.min() < MIN_EXPECTED_PER_LABEL:
+        # Too few rows for the approximation, except that a class never seen in training but
+        # predicted many times now is drift however few the rows.
+        unseen = [
+            c for c in classes if reference.get(c, 0) == 0 and window.get(c, 0) >= MIN_EXPECTED_PER_LABEL
+        ]
+        if not unseen:
             return None
-        statistic = float(stats.chisquare(observed[keep], expected[keep]).statistic)
-        threshold = float(stats.chi2.ppf(1 - alpha, int(keep.sum()) - 1))
+        return LabelDrift(math.inf, 0.0, True, counts, shares)
+    statistic = float(stats.chi2_contingency(table, correction=False).statistic)
+    threshold = float(stats.chi2.ppf(1 - alpha, len(classes) - 1))
     return LabelDrift(
         statistic=statistic,
         threshold=threshold,
         drift=statistic > threshold,
-        window_counts={c: int(window.get(c, 0)) for c in classes},
+        window_counts=counts,
         reference_shares=shares,
     )
