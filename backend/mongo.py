@@ -37,9 +37,13 @@ class MongoOperations:
 
     @contextlib.asynccontextmanager
     async def bounded(
-        self, what: str, time_left: float | None = None, *, budget_s: float | None = None
+        self, what: str, time_left: float | None = None, *, budget_s: float | None = None, quiet: bool = False
     ) -> AsyncIterator[None]:
-        """Bound one operation by the smaller of the store's timeout (or budget_s) and time_left."""
+        """Bound one operation by the smaller of the store's timeout (or budget_s) and time_left.
+
+        quiet: the caller logs failures itself (e.g. once per burst), so no warning here.
+        """
+        warn = (lambda *args: None) if quiet else logger.warning
         budget = budget_s or self.timeout_s
         if time_left is not None:
             budget = max(_MIN_BUDGET_S, min(budget, time_left - _DEADLINE_MARGIN_S))
@@ -53,15 +57,15 @@ class MongoOperations:
                     yield
         except TimeoutError as exc:
             if not self._client.topology_description.has_readable_server():
-                logger.warning("MongoDB unreachable while trying to %s", what)
+                warn("MongoDB unreachable while trying to %s", what)
                 raise Unavailable(unavailable) from exc
             raise DeadlineExceeded(too_slow) from exc
         # Order matters: the timeouts below are subclasses of ConnectionFailure.
         except ServerSelectionTimeoutError as exc:
-            logger.warning("MongoDB unreachable while trying to %s: %s", what, exc)
+            warn("MongoDB unreachable while trying to %s: %s", what, exc)
             raise Unavailable(unavailable) from exc
         except (NetworkTimeout, ExecutionTimeout) as exc:
             raise DeadlineExceeded(too_slow) from exc
         except ConnectionFailure as exc:
-            logger.warning("lost the connection to MongoDB while trying to %s: %s", what, exc)
+            warn("lost the connection to MongoDB while trying to %s: %s", what, exc)
             raise Unavailable(unavailable) from exc

@@ -72,11 +72,11 @@ class MonitoringRepository:
     # ---- the log --------------------------------------------------------------------------
 
     async def insert_predictions(self, docs: list[Document], *, budget_s: float) -> None:
-        async with self._mongo.bounded("log predictions", budget_s=budget_s):
+        async with self._mongo.bounded("log predictions", budget_s=budget_s, quiet=True):
             await self.predictions.insert_many(docs, ordered=False)
 
     async def insert_bucket(self, doc: Document, *, budget_s: float) -> None:
-        async with self._mongo.bounded("store a drift summary", budget_s=budget_s):
+        async with self._mongo.bounded("store a drift summary", budget_s=budget_s, quiet=True):
             await self._buckets.insert_one(doc)
 
     async def buckets(
@@ -135,7 +135,8 @@ class MonitoringRepository:
             bin_start = minute(now)
             await self._accuracy.update_one(
                 {"_id": f"{version}|{bin_start.isoformat()}"},
-                {"$inc": inc, "$set": {"model_version": version, "start": bin_start}},
+                # $setOnInsert, not $set: nx-27017 stores a datetime written by $set as a string.
+                {"$inc": inc, "$setOnInsert": {"model_version": version, "start": bin_start}},
                 upsert=True,
             )
         return FeedbackResult(

@@ -9,6 +9,7 @@ from fruitstack.v1 import monitoring_pb2, monitoring_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
+from backend.exceptions import FruitstackError
 from backend.monitoring.drift import Histogram
 from backend.monitoring.monitor import DriftCheck, Monitor, time_range
 from backend.monitoring.prediction_log import PredictionLog
@@ -127,9 +128,15 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
             dropped=stats.dropped,
             queued=stats.queued,
             retention_s=self._monitor.retention_s,
-            recent_checks=[_check(c) for c in await self._monitor.recent_checks()],
-            drift_events=[_check(c) for c in await self._monitor.recent_checks(limit=20, events_only=True)],
         )
+        try:  # the counters must show exactly when MongoDB is down, so its part may fail alone
+            checks = await self._monitor.recent_checks()
+            events = await self._monitor.recent_checks(limit=20, events_only=True)
+        except FruitstackError as exc:
+            response.history_error = exc.message
+        else:
+            response.recent_checks.extend(_check(c) for c in checks)
+            response.drift_events.extend(_check(c) for c in events)
         _set(response.last_dropped_at, stats.last_dropped_at)
         return response
 

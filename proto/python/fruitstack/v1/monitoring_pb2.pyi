@@ -580,6 +580,7 @@ class GetMonitoringStatusResponse(_message.Message):
     RECENT_CHECKS_FIELD_NUMBER: _builtins.int
     DRIFT_EVENTS_FIELD_NUMBER: _builtins.int
     RETENTION_S_FIELD_NUMBER: _builtins.int
+    HISTORY_ERROR_FIELD_NUMBER: _builtins.int
     logged: _builtins.int
     """Predictions written to the log since this backend started."""
     dropped: _builtins.int
@@ -590,6 +591,10 @@ class GetMonitoringStatusResponse(_message.Message):
     """Waiting to be written now."""
     retention_s: _builtins.int
     """The prediction log's retention in seconds."""
+    history_error: _builtins.str
+    """Why the checks and events above could not be read (e.g. MongoDB is
+    down); the counters come from this backend's memory and are always there.
+    """
     @_builtins.property
     def last_dropped_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -610,10 +615,11 @@ class GetMonitoringStatusResponse(_message.Message):
         recent_checks: _abc.Iterable[Global___DriftCheck] | None = ...,
         drift_events: _abc.Iterable[Global___DriftCheck] | None = ...,
         retention_s: _builtins.int = ...,
+        history_error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_dropped_at", b"last_dropped_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["drift_events", b"drift_events", "dropped", b"dropped", "last_dropped_at", b"last_dropped_at", "logged", b"logged", "queued", b"queued", "recent_checks", b"recent_checks", "retention_s", b"retention_s"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drift_events", b"drift_events", "dropped", b"dropped", "history_error", b"history_error", "last_dropped_at", b"last_dropped_at", "logged", b"logged", "queued", b"queued", "recent_checks", b"recent_checks", "retention_s", b"retention_s"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
