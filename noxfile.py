@@ -25,13 +25,19 @@ PROTO_DIR = ROOT / "proto"
 GENERATED_DIR = PROTO_DIR / "python"
 PROTO_FILES = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.glob("fruitstack/**/*.proto"))
 
-# BentoML must never phone home and must keep its model store inside the project.
-BENTO_ENV = {"BENTOML_DO_NOT_TRACK": "True", "BENTOML_HOME": str(ROOT / ".bentoml")}
+# BentoML and MLflow must never phone home; BentoML keeps its model store inside the project.
+BENTO_ENV = {
+    "BENTOML_DO_NOT_TRACK": "True",
+    "BENTOML_HOME": str(ROOT / ".bentoml"),
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
 
 RUNTIME_REQUIREMENTS = (
     "-r", "backend/requirements.txt",
     "-r", "bento/requirements.txt",
     "-r", "frontend/requirements.txt",
+    # The MLflow server (full mlflow): `nox -s dev` and the tests run a real one.
+    "-r", "registry/requirements.txt",
     "-e", "./proto",
 )  # fmt: skip
 
@@ -108,7 +114,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def train(session: nox.Session) -> None:
-    """Train the classifier into the project's BentoML store (.bentoml/); args go to bento/train.py."""
+    """Train, register in MLflow and gate (bento/train.py; args after -- go to it).
+
+    The registry is MLFLOW_TRACKING_URI, by default http://localhost:5000: the one `nox -s dev` runs.
+    """
     session.install("-r", "bento/requirements.txt")
     session.chdir(ROOT / "bento")
     session.run("python", "train.py", *session.posargs, env=BENTO_ENV)
@@ -144,7 +153,7 @@ IMAGES_JSON = ROOT / ".artifacts" / "images.json"
 
 @nox.session(python=PYTHON, default=False)
 def build(session: nox.Session) -> None:
-    """Stubs, model, bento and every Docker image; records image facts in .artifacts/images.json.
+    """Stubs, bento and every Docker image; records image facts in .artifacts/images.json.
 
     The facts are each image's size and each service's time to healthy. Arguments go to
     `docker compose build` (e.g. `nox -s build -- --no-cache` for a cold build).
@@ -152,7 +161,7 @@ def build(session: nox.Session) -> None:
     proto(session)
     session.install(*RUNTIME_REQUIREMENTS)
     session.chdir(ROOT / "bento")
-    session.run("python", "train.py", "--quiet", env=BENTO_ENV)
+    # The bento holds the service only: the model it serves is the registry's champion at run time.
     session.run("bentoml", "build", env=BENTO_ENV)
     session.chdir(ROOT)
     if problem := _docker_problem():

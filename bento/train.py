@@ -98,7 +98,9 @@ def evaluate(
     """Holdout metrics: accuracy, macro-F1, and precision/recall/F1 per class (flat names)."""
     metrics = {
         "accuracy": float(accuracy_score(expected, predicted)),
-        "f1_macro": float(f1_score(expected, predicted, labels=list(classes), average="macro", zero_division=0)),
+        "f1_macro": float(
+            f1_score(expected, predicted, labels=list(classes), average="macro", zero_division=0)
+        ),
     }
     precision, recall, f1, _ = precision_recall_fscore_support(
         expected, predicted, labels=list(classes), zero_division=0
@@ -325,11 +327,17 @@ def main(argv: list[str] | None = None) -> int:
     registry = Registry(os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI, args.registered_model)
     try:
         if args.if_no_champion and (champion := registry.champion()) is not None:
-            console.print(f"{registry.name} has a champion already (version {champion.version}); not training")
+            console.print(
+                f"{registry.name} has a champion already (version {champion.version}); not training"
+            )
             return 0
         params = parse_params(args.param)
         result = train(
-            load_dataset(args.dataset), seed=args.seed, holdout=args.holdout, params=params, progress=not args.quiet
+            load_dataset(args.dataset),
+            seed=args.seed,
+            holdout=args.holdout,
+            params=params,
+            progress=not args.quiet,
         )
         registration = register(
             result, registry, gate_metric=args.gate_metric, gate_margin=args.gate_margin, promote=args.promote

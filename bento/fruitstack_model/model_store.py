@@ -11,6 +11,7 @@ registry's tag decides which sha256 is right whenever the registry answers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import pickle
@@ -21,14 +22,17 @@ from typing import Any
 import bentoml
 import numpy as np
 import numpy.typing as npt
+import orjson
 from bentoml.exceptions import NotFound
 from sklearn.pipeline import Pipeline
 
 from fruitstack_model.exceptions import InvalidInput, ModelIntegrityError
-from fruitstack_model.registry import ARTIFACT_FILE, FetchedModel, VersionRecord
+from fruitstack_model.registry import ARTIFACT_FILE, INFO_FILE, FetchedModel, VersionRecord
 from fruitstack_model.scoring import Scorer, compile_scorer
 
 logger = logging.getLogger("bentoml").getChild(__name__)
+
+RECORD_FILE = "record.json"
 
 # What train.py writes into each version's info file; the service refuses a version lacking any.
 METADATA_KEYS = (
@@ -86,7 +90,13 @@ class LoadedModel:
 
 
 def load_verified(
-    *, name: str, version: str, run_id: str | None, artifact: bytes, metadata: dict[str, Any], sha256: str | None
+    *,
+    name: str,
+    version: str,
+    run_id: str | None,
+    artifact: bytes,
+    metadata: dict[str, Any],
+    sha256: str | None,
 ) -> LoadedModel:
     """Check artifact's sha256 against the recorded one, and only then unpickle it.
 
@@ -107,7 +117,7 @@ def load_verified(
     try:
         # Safe only because the bytes are the ones registered (checked just above); MLflow wrote
         # them with pickle (serialization_format="pickle" in train.py).
-        pipeline = pickle.loads(artifact)  # noqa: S301
+        pipeline = pickle.loads(artifact)
     except Exception as exc:  # e.g. pickled by an incompatible scikit-learn: report, do not crash
         raise ModelIntegrityError(f"{where}: {ARTIFACT_FILE} cannot be unpickled ({exc!r})") from exc
     feature_names = tuple(str(f["name"]) for f in metadata["features"])
@@ -149,43 +159,58 @@ def load_fetched(fetched: FetchedModel) -> LoadedModel:
 
 
 class ModelCache:
-    """Registry versions kept in the BentoML model store (tag `<registered model>:<version>`)."""
+    """Registry versions kept in the BentoML model store (tag `<registered model>:<version>`).
+
+    Each entry holds the version's files as downloaded plus `record.json` (run id, created, tags as
+    registered, so the sha256 recorded at registration too). Files rather than BentoML metadata:
+    that refuses None values, which hyperparameters have.
+    """
 
     def get(self, name: str, version: str) -> FetchedModel | None:
         try:
             stored = bentoml.models.get(f"{name}:{version}")
         except NotFound:
             return None
-        meta = dict(stored.info.metadata)
-        record = VersionRecord(
-            name=name,
-            version=version,
-            run_id=meta.pop("run_id", None),
-            aliases=(),
-            created_at=str(meta.pop("created_at", "")),
-            tags=dict(meta.pop("registry_tags", {})),
+        folder = Path(stored.path)
+        try:
+            record = orjson.loads((folder / RECORD_FILE).read_bytes())
+            info = orjson.loads((folder / INFO_FILE).read_bytes())
+            artifact = (folder / ARTIFACT_FILE).read_bytes()
+        except (OSError, orjson.JSONDecodeError):
+            logger.warning("cached %s:%s is incomplete; ignoring it", name, version)
+            return None
+        return FetchedModel(
+            record=VersionRecord(
+                name=name,
+                version=version,
+                run_id=record.get("run_id"),
+                aliases=(),
+                created_at=str(record.get("created_at", "")),
+                tags=dict(record.get("tags", {})),
+            ),
+            artifact=artifact,
+            info=info,
         )
-        return FetchedModel(record=record, artifact=Path(stored.path_of(ARTIFACT_FILE)).read_bytes(), info=meta)
 
     def put(self, fetched: FetchedModel) -> None:
         """Keep a verified download; a version already cached is left as it is."""
         record = fetched.record
         if self.get(record.name, record.version) is not None:
             return
-        metadata = {
-            **fetched.info,
-            "run_id": record.run_id,
-            "created_at": record.created_at,
-            "registry_tags": dict(record.tags),
-        }
-        with bentoml.models.create(f"{record.name}:{record.version}", metadata=metadata) as model:
-            Path(model.path_of(ARTIFACT_FILE)).write_bytes(fetched.artifact)
+        self.drop(record.name, record.version)  # an incomplete entry
+        with bentoml.models.create(f"{record.name}:{record.version}") as model:
+            folder = Path(model.path)
+            (folder / ARTIFACT_FILE).write_bytes(fetched.artifact)
+            (folder / INFO_FILE).write_bytes(orjson.dumps(fetched.info))
+            (folder / RECORD_FILE).write_bytes(
+                orjson.dumps(
+                    {"run_id": record.run_id, "created_at": record.created_at, "tags": dict(record.tags)}
+                )
+            )
 
     def drop(self, name: str, version: str) -> None:
-        try:
+        with contextlib.suppress(NotFound):
             bentoml.models.delete(f"{name}:{version}")
-        except NotFound:
-            pass
 
     def latest(self, name: str) -> str | None:
         """The version cached last, or None."""
@@ -199,6 +224,5 @@ def require_version(version: str) -> str:
     """Registry versions are positive integers written as strings ("3")."""
     text = version.strip()
     if not text.isdigit() or int(text) < 1:
-        raise InvalidInput(f"version must be a registry version number such as \"3\", got {version!r}")
+        raise InvalidInput(f'version must be a registry version number such as "3", got {version!r}')
     return str(int(text))
-

@@ -21,7 +21,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,7 +63,9 @@ class VersionRecord:
     @property
     def gate(self) -> dict[str, str]:
         """The gate's tags without their prefix: decision, metric, margin, scores, reason."""
-        return {k.removeprefix(GATE_TAG_PREFIX): v for k, v in self.tags.items() if k.startswith(GATE_TAG_PREFIX)}
+        return {
+            k.removeprefix(GATE_TAG_PREFIX): v for k, v in self.tags.items() if k.startswith(GATE_TAG_PREFIX)
+        }
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,15 @@ class Registry:
         """Every version of the registered model, newest first (empty when it does not exist)."""
         with self._call(f"listing the versions of '{self.name}'"):
             found = self.client().search_model_versions(f"name = '{self.name}'")
-        return sorted((self._record(mv) for mv in found), key=lambda r: int(r.version), reverse=True)
+            if not found:
+                return []
+            # Search results carry no aliases (MLflow 3.17); the registered model has them all.
+            aliases: dict[str, list[str]] = {}
+            for alias, version in self.client().get_registered_model(self.name).aliases.items():
+                aliases.setdefault(str(version), []).append(str(alias))
+        records = [self._record(mv) for mv in found]
+        records = [replace(r, aliases=tuple(sorted(aliases.get(r.version, ())))) for r in records]
+        return sorted(records, key=lambda r: int(r.version), reverse=True)
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
         if run_id not in self._run_metrics:
@@ -199,7 +209,9 @@ class Registry:
 def _iso(milliseconds: int | None) -> str:
     if not milliseconds:
         return ""
-    return datetime.fromtimestamp(milliseconds / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(milliseconds / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
 
 
 def _short(exc: BaseException) -> str:

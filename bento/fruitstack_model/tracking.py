@@ -131,4 +131,6 @@ def log_and_register(
             ).read_bytes()
         sha256 = sha256_hex(stored)
         version = mlflow.register_model(logged.model_uri, registry.name, tags={SHA256_TAG: sha256})
-    return RegisteredVersion(version=str(version.version), run_id=run.info.run_id, sha256=sha256, artifact=stored)
+    return RegisteredVersion(
+        version=str(version.version), run_id=run.info.run_id, sha256=sha256, artifact=stored
+    )
