@@ -28,6 +28,7 @@ BIN = Path(sys.executable).parent
 MONGODB_PORT = 27017
 GRPC_PORT = int(os.environ.get("GRPC_PORT", "50051"))
 MODEL_PORT = 3000
+MLFLOW_PORT = 5000
 FRONTEND_PORT = int(os.environ.get("PORT", "8080"))
 
 COLORS = ["\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m"]
@@ -98,10 +99,44 @@ def process_specs() -> list[ProcessSpec]:
         )  # fmt: skip
     env["MONGODB_URI"] = mongodb_uri
 
+    # ---- MLflow tracking server and model registry (:5000) ----
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not tracking_uri:
+        mlflow_dir = DATA_DIR / "mlflow"
+        mlflow_dir.mkdir(parents=True, exist_ok=True)
+        tracking_uri = f"http://127.0.0.1:{MLFLOW_PORT}"
+        api_ok = f"{tracking_uri}/api/2.0/mlflow/experiments/search?max_results=1"
+        specs.append(
+            ProcessSpec(
+                name="mlflow",
+                args=[
+                    str(BIN / "mlflow"), "server",
+                    "--host", "127.0.0.1",
+                    "--port", str(MLFLOW_PORT),
+                    "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+                    "--artifacts-destination", str(mlflow_dir / "artifacts"),
+                    "--serve-artifacts",
+                    "--workers", "1",
+                ],
+                ports=[MLFLOW_PORT],
+                # The job runner serves GenAI features we do not use; off, half the memory.
+                env={"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                # A real API call (/health answers before the API does); the first start creates
+                # the database, which takes a while.
+                ready=lambda: http_ok(api_ok),
+                ready_timeout_s=180,
+                # One access-log line per request, and the model service polls every few seconds.
+                hide=lambda line: '" 200' in line and "INFO:" in line,
+            )
+        )  # fmt: skip
+
     # ---- model service (BentoML, :3000) ----
-    bentoml_home = Path(os.environ.get("BENTOML_HOME", ROOT / ".bentoml"))
-    bento_env = {"BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
-    has_model = (bentoml_home / "models" / "fruitstack-classifier" / "latest").exists()
+    bento_env = {
+        "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(ROOT / ".bentoml")),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_TRACKING_URI": tracking_uri,
+    }
     specs.append(
         ProcessSpec(
             name="model",
@@ -110,8 +145,8 @@ def process_specs() -> list[ProcessSpec]:
             env=bento_env,
             cwd=ROOT / "bento",
             ready=lambda: http_ok(f"http://127.0.0.1:{MODEL_PORT}/readyz"),
-            # First run: register a model (iris, seed 42) so that there is something to serve.
-            prepare=None if has_model else [sys.executable, "train.py", "--quiet"],
+            # An empty registry gets a first champion (iris, seed 42); otherwise this returns at once.
+            prepare=[sys.executable, "train.py", "--quiet", "--if-no-champion"],
         )
     )
     env["MODEL_URL"] = f"http://127.0.0.1:{MODEL_PORT}"
