@@ -209,10 +209,8 @@ def test_only_the_backend_can_reach_mongodb(stack: ComposeStack, service: str, r
 @pytest.mark.parametrize(("service", "reachable"), [("frontend", False), ("backend", False), ("model", True)])
 def test_only_the_model_service_can_call_mlflow(stack: ComposeStack, service: str, reachable: bool) -> None:
     # A real API call by service name: it also proves --allowed-hosts accepts the Host "mlflow:5000".
-    probe = (
-        "import urllib.request; "
-        "urllib.request.urlopen('http://mlflow:5000/api/2.0/mlflow/experiments/search?max_results=1', timeout=5)"
-    )
+    url = "http://mlflow:5000/api/2.0/mlflow/experiments/search?max_results=1"
+    probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=5)"
     assert stack.exec_ok(service, "python", "-c", probe) is reachable
 
 
