@@ -42,6 +42,7 @@ from rich.table import Table
 
 from backend import columns, healthcheck
 from bench.load import CpuProbe, LoadResult, grpc_load, http_load
+from tests.fixtures.mlflow import MlflowServer
 from tests.support import ROOT, ManagedProcess, free_port, http_ok
 
 BENTO_DIR = ROOT / "bento"
@@ -89,8 +90,14 @@ def running(process: ManagedProcess, ready: Any, timeout: float = 120) -> Iterat
         process.stop()
 
 
-def train(home: Path, artifact: Path) -> None:
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
+def train(home: Path, artifact: Path, tracking_uri: str) -> None:
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
     subprocess.run(
         [sys.executable, "train.py", "--quiet", "--output", str(artifact)],
         cwd=BENTO_DIR,
@@ -98,6 +105,15 @@ def train(home: Path, artifact: Path) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+
+
+@contextlib.contextmanager
+def registry_server(server: MlflowServer) -> Iterator[MlflowServer]:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def sample_rows(model: predictions_pb2.Model, n: int, seed: int = 0) -> list[dict[str, float]]:
@@ -234,15 +250,20 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=max(Console().width, 130))  # the tables stay readable in CI logs
     conc: list[int] = args.concurrency
 
-    with tempfile.TemporaryDirectory(prefix="fruitstack-bench-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="fruitstack-bench-") as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
         home, artifact = tmp / "bentoml", tmp / "model.pkl"
-        console.log("training the model into a temporary BentoML home")
-        train(home, artifact)
+        console.log("starting a temporary MLflow registry and registering the model in it")
+        (tmp / "mlflow").mkdir()
+        registry = stack.enter_context(registry_server(MlflowServer(tmp / "mlflow")))
+        train(home, artifact, registry.url)
         bento_env = {
             "BENTOML_HOME": str(home),
             "BENTOML_DO_NOT_TRACK": "True",
             "FRUITSTACK_MODEL_STATE_DIR": str(home / "fruitstack"),
+            "MLFLOW_TRACKING_URI": registry.url,
+            # Measure scoring alone: no alias lookups in the background during the rounds.
+            "FRUITSTACK_MODEL_POLL_INTERVAL_S": "0",
         }
 
         model_port, grpc_port, http_port, empty_port = free_port(), free_port(), free_port(), free_port()
