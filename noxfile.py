@@ -215,7 +215,12 @@ def _compose_images(env: dict[str, str]) -> list[str]:
 def _time_to_healthy(session: nox.Session, env: dict[str, str]) -> dict[str, float]:
     """Seconds from `up` until each service is healthy, on a fresh throwaway project (empty volume)."""
     # Host port 0: Docker picks free ports, so this never collides with a running stack.
-    ports = {"FRONTEND_HOST_PORT": "0", "BACKEND_HOST_PORT": "0", "MODEL_HOST_PORT": "0"}
+    ports = {
+        "FRONTEND_HOST_PORT": "0",
+        "BACKEND_HOST_PORT": "0",
+        "MODEL_HOST_PORT": "0",
+        "MLFLOW_HOST_PORT": "0",
+    }
     env = {**os.environ, **env, **ports}
     project = ["docker", "compose", "-p", "fruitstack-build-facts"]
     services = _run_text([*project, "config", "--services"], env).split()
@@ -227,9 +232,13 @@ def _time_to_healthy(session: nox.Session, env: dict[str, str]) -> dict[str, flo
         while len(healthy_at) < len(services):
             if time.monotonic() - started > 300:
                 session.error(f"not healthy after 300 s: {sorted(set(services) - set(healthy_at))}")
-            for line in _run_text([*project, "ps", "--format", "json"], env).splitlines():
+            for line in _run_text([*project, "ps", "--all", "--format", "json"], env).splitlines():
                 row = json.loads(line)
-                if row.get("Health") == "healthy" and row["Service"] not in healthy_at:
+                # A one-shot (model-init) is done when it exited 0; it has no health.
+                done = row.get("Health") == "healthy" or (
+                    row.get("State") == "exited" and row.get("ExitCode") == 0
+                )
+                if done and row["Service"] not in healthy_at:
                     healthy_at[row["Service"]] = round(time.monotonic() - started, 1)
             time.sleep(0.5)
         if up.wait(timeout=60) != 0:
