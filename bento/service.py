@@ -17,7 +17,7 @@ from fruitstack_model.exceptions import ModelServiceError, error_response
 from fruitstack_model.inputs import matrix_from_npy, matrix_from_rows, row_from_features
 from fruitstack_model.live_model import LiveModel, ModelSource, VersionMarker
 from fruitstack_model.model_store import LoadedModel
-from fruitstack_model.registry import Registry, VersionRecord, configure_http
+from fruitstack_model.registry import CHAMPION, Registry, VersionRecord, configure_http
 from fruitstack_model.schemas import ModelInfo, NpyProbabilities, Prediction, Reload, RowPredictions, Versions
 from fruitstack_model.settings import ServiceSettings
 from starlette.responses import Response
@@ -149,7 +149,7 @@ class FruitstackModel:
         return {
             "name": registry.name,
             "served_version": served,
-            "champion": next((r.version for r in records if "champion" in r.aliases), None),
+            "champion": next((r.version for r in records if CHAMPION in r.aliases), None),
             "versions": [
                 _version_json(r, registry.run_metrics(r.run_id) if r.run_id else {}) for r in records
             ],
