@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from scripts.processes import ROOT, http_ok, nx_27017_args, port_open
+from scripts.processes import (
+    MLFLOW_SERVER_ENV,
+    ROOT,
+    http_ok,
+    mlflow_api_ok,
+    mlflow_server_args,
+    nx_27017_args,
+    port_open,
+)
 
 DATA_DIR = ROOT / ".data"
 BIN = Path(sys.executable).parent
@@ -27,6 +35,7 @@ BIN = Path(sys.executable).parent
 MONGODB_PORT = 27017
 GRPC_PORT = int(os.environ.get("GRPC_PORT", "50051"))
 MODEL_PORT = 3000
+MLFLOW_PORT = 5000
 FRONTEND_PORT = int(os.environ.get("PORT", "8080"))
 
 COLORS = ["\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m"]
@@ -79,10 +88,33 @@ def process_specs() -> list[ProcessSpec]:
         )
     env["MONGODB_URI"] = mongodb_uri
 
+    # ---- MLflow tracking server and model registry (:5000) ----
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not tracking_uri:
+        mlflow_dir = DATA_DIR / "mlflow"
+        mlflow_dir.mkdir(parents=True, exist_ok=True)
+        tracking_uri = f"http://127.0.0.1:{MLFLOW_PORT}"
+        specs.append(
+            ProcessSpec(
+                name="mlflow",
+                args=mlflow_server_args(str(BIN / "mlflow"), mlflow_dir, port=MLFLOW_PORT),
+                ports=[MLFLOW_PORT],
+                env=MLFLOW_SERVER_ENV,
+                # The first start creates the database, which takes a while.
+                ready=lambda: mlflow_api_ok(tracking_uri),
+                ready_timeout_s=180,
+                # One access-log line per request, and the model service polls every few seconds.
+                hide=lambda line: '" 200' in line and "INFO:" in line,
+            )
+        )
+
     # ---- model service (BentoML, :3000) ----
-    bentoml_home = Path(os.environ.get("BENTOML_HOME", ROOT / ".bentoml"))
-    bento_env = {"BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
-    has_model = (bentoml_home / "models" / "fruitstack-classifier" / "latest").exists()
+    bento_env = {
+        "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(ROOT / ".bentoml")),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_TRACKING_URI": tracking_uri,
+    }
     specs.append(
         ProcessSpec(
             name="model",
@@ -91,8 +123,8 @@ def process_specs() -> list[ProcessSpec]:
             env=bento_env,
             cwd=ROOT / "bento",
             ready=lambda: http_ok(f"http://127.0.0.1:{MODEL_PORT}/readyz"),
-            # First run: register a model (iris, seed 42) so that there is something to serve.
-            prepare=None if has_model else [sys.executable, "train.py", "--quiet"],
+            # An empty registry gets a first champion (iris, seed 42); otherwise this returns at once.
+            prepare=[sys.executable, "train.py", "--quiet", "--if-no-champion"],
         )
     )
     env["MODEL_URL"] = f"http://127.0.0.1:{MODEL_PORT}"

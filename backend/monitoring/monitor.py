@@ -123,11 +123,9 @@ class Monitor:
             window = self._log.unflushed(info.version)
         else:
             docs = await self._repository.buckets(model_version=info.version, since=since, until=until)
-            window = (
-                Summary()
-                if until is not None and until < datetime.now(UTC)
-                else self._log.unflushed(info.version)
-            )
+            # Open buckets hold rows from their start to now: they belong to a range unless it ended
+            # before they began.
+            window = self._log.unflushed(info.version, started_by=until)
         for doc in docs:
             window.merge(Summary.from_doc(doc))
         result = compare(reference, window, features=info.feature_names, alpha=self._alpha)

@@ -229,11 +229,15 @@ class PredictionLog:
             async with asyncio.timeout(timeout_s), self._written:
                 await self._written.wait_for(lambda: prediction_id not in self._pending)
 
-    def unflushed(self, model_version: str) -> Summary:
-        """The rows of a version summarised but not yet written as a bucket (this process only)."""
+    def unflushed(self, model_version: str, *, started_by: datetime | None = None) -> Summary:
+        """The rows of a version summarised but not yet written as a bucket (this process only).
+
+        Such a bucket is still open: its rows run from its start to now. With `started_by`, only the
+        buckets that had started by then (a time range ending then overlaps them).
+        """
         merged = Summary()
         for (version, _source), bucket in self._buckets.items():
-            if version == model_version:
+            if version == model_version and (started_by is None or bucket.start <= started_by):
                 merged.merge(bucket.summary)
         return merged
 

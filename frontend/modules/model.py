@@ -27,9 +27,8 @@ def _metric_label(name: str) -> str:
 def describe_update(update: ModelUpdate) -> str:
     if update.changed:
         return f"Updated: {update.previous_version} → {update.current_version}"
-    return (
-        f"Already serving it: {update.current_version} → {update.current_version} (the champion is unchanged)"
-    )
+    version = update.current_version
+    return f"Already serving the champion: {version} → {version} (no newer model promoted)"
 
 
 def version_url(mlflow_ui_url: str, name: str, version: str) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -162,7 +164,29 @@ def test_grpcurl_get_model_then_predict(grpcurl_executable: str, stack: ComposeS
     assert predicted["model_version"] == model["version"]
 
 
-def test_only_frontend_backend_and_model_are_published(stack: ComposeStack) -> None:
+def test_the_served_model_is_the_champion_model_init_registered(
+    grpcurl_executable: str, stack: ComposeStack
+) -> None:
+    model = json.loads(grpcurl(grpcurl_executable, stack, "fruitstack.v1.PredictionService/GetModel"))[
+        "model"
+    ]
+    # The registry's own answer, through the published MLflow port (the UI's API).
+    query = urllib.parse.urlencode({"name": "fruitstack-classifier", "alias": "champion"})
+    with urllib.request.urlopen(
+        f"{stack.mlflow_url}/api/2.0/mlflow/registered-models/alias?{query}"
+    ) as response:
+        champion = json.load(response)["model_version"]
+    assert model["version"] == champion["version"] == "1"  # model-init registered the first version
+    tags = {t["key"]: t["value"] for t in champion.get("tags", [])}
+    assert tags["gate.decision"] == "champion"
+    assert len(tags["artifact_sha256"]) == 64
+    # model-init exited 0 after registering it, and stays exited.
+    rows = [json.loads(line) for line in stack.compose("ps", "--all", "--format", "json").stdout.splitlines()]
+    (init,) = [row for row in rows if row["Service"] == "model-init"]
+    assert (init["State"], init["ExitCode"]) == ("exited", 0)
+
+
+def test_only_frontend_backend_model_and_mlflow_are_published(stack: ComposeStack) -> None:
     rows = [json.loads(line) for line in stack.compose("ps", "--format", "json").stdout.splitlines()]
     published = {
         (row["Service"], p["TargetPort"])
@@ -171,7 +195,7 @@ def test_only_frontend_backend_and_model_are_published(stack: ComposeStack) -> N
         if p["PublishedPort"]
     }
 
-    assert published == {("frontend", 8080), ("backend", 50051), ("model", 3000)}
+    assert published == {("frontend", 8080), ("backend", 50051), ("model", 3000), ("mlflow", 5000)}
 
 
 @pytest.mark.parametrize(("service", "reachable"), [("frontend", False), ("backend", True)])
@@ -180,6 +204,14 @@ def test_only_the_backend_can_reach_mongodb(stack: ComposeStack, service: str, r
     connects = stack.exec_ok(service, "python", "-c", probe)
 
     assert connects is reachable
+
+
+@pytest.mark.parametrize(("service", "reachable"), [("frontend", False), ("backend", False), ("model", True)])
+def test_only_the_model_service_can_call_mlflow(stack: ComposeStack, service: str, reachable: bool) -> None:
+    # A real API call by service name: it also proves --allowed-hosts accepts the Host "mlflow:5000".
+    url = "http://mlflow:5000/api/2.0/mlflow/experiments/search?max_results=1"
+    probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=5)"
+    assert stack.exec_ok(service, "python", "-c", probe) is reachable
 
 
 @pytest.mark.browser
