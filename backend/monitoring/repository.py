@@ -96,7 +96,9 @@ class MonitoringRepository:
             if newest_rows is None:
                 return await cursor.to_list()
             found, rows = [], 0
-            async for doc in cursor:
+            # Small batches: a bucket is a few KB of sketches, and the newest few usually suffice,
+            # so a default batch (101 documents) would fetch far more than the window needs.
+            async for doc in cursor.batch_size(16):
                 found.append(doc)
                 rows += int(doc["rows"])
                 if rows >= newest_rows:
