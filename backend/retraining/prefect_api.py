@@ -3,10 +3,16 @@
 Every failure becomes a backend exception: no answer (refused, timed out) is Unavailable, naming
 Prefect; an answer with an error status is Unavailable too, with Prefect's words (a 4xx here is our
 bug or a Prefect of another version, and retrying later is the only thing a client can do).
+
+Prefect answers 503 while its SQLite database is locked by another write (two runs asked for at
+once did that here), and its own client retries 429/502/503; so does this one, a few times within
+the call's time. Creating a run carries an idempotency key, so a retry never makes a second run.
 """
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +24,9 @@ from backend.exceptions import Unavailable
 from backend.messages import shorten
 
 RUNNING_STATES = ("PENDING", "RUNNING", "CANCELLING")
+# Statuses that mean "busy, ask again", and the pauses before asking again.
+_RETRY_STATUSES = {429, 502, 503}
+_RETRY_DELAYS_S = (0.1, 0.3, 0.8)
 
 
 @dataclass(frozen=True)
@@ -78,20 +87,25 @@ class PrefectApi:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         try:
-            async with self._session.request(method, f"{self.url}{path}", json=body) as response:
-                if response.status == 404:
-                    return None
-                if response.status >= 400:
-                    text = shorten(await response.text(), 300)
-                    raise Unavailable(
-                        f"Prefect at {self.url} refused to {what}: HTTP {response.status} {text}"
-                    )
-                return await response.json()
+            for delay in (*_RETRY_DELAYS_S, None):
+                async with self._session.request(method, f"{self.url}{path}", json=body) as response:
+                    if delay is None or response.status not in _RETRY_STATUSES:
+                        return await self._answer(response, what)
+                await asyncio.sleep(delay)
         except (aiohttp.ClientError, TimeoutError) as exc:
             reason = str(exc) or type(exc).__name__
             raise Unavailable(
                 f"Prefect at {self.url} is unavailable ({shorten(reason, 200)}); could not {what}"
             ) from exc
+        raise AssertionError("unreachable: the last attempt always answers")
+
+    async def _answer(self, response: aiohttp.ClientResponse, what: str) -> Any:
+        if response.status == 404:
+            return None
+        if response.status >= 400:
+            text = shorten(await response.text(), 300)
+            raise Unavailable(f"Prefect at {self.url} refused to {what}: HTTP {response.status} {text}")
+        return await response.json()
 
     async def deployment(self, name: str) -> Deployment | None:
         """The deployment FLOW/NAME, or None when Prefect has none of that name."""
@@ -119,7 +133,7 @@ class PrefectApi:
             "POST",
             f"/deployments/{deployment.id}/create_flow_run",
             f"create a run of {deployment.name!r}",
-            {"parameters": parameters, "tags": tags},
+            {"parameters": parameters, "tags": tags, "idempotency_key": str(uuid.uuid4())},
         )
         if doc is None:
             raise Unavailable(f"Prefect at {self.url} lost the deployment {deployment.name!r} meanwhile")

@@ -18,10 +18,11 @@ import pytest
 from fruitstack.v1 import predictions_pb2, retraining_pb2
 from pymongo import MongoClient
 
-from scripts.processes import MlflowServer, PrefectServer
+from scripts.processes import MlflowServer, PrefectServer, free_port
 from scripts.traffic import run_traffic
 from tests.fixtures.backend import RunningBackend, backend_in_front_of
-from tests.fixtures.model_service import ModelService, StartModelService
+from tests.fixtures.mlflow import unique_model_name
+from tests.fixtures.model_service import ModelService, train_model
 from tests.fixtures.prefect import (
     PrefectRest,
     RetrainingRunner,
@@ -37,7 +38,7 @@ SHIFTED = "petal_length_cm"
 
 @asynccontextmanager
 async def backend_and_runner(
-    model: ModelService,
+    model: ModelService | tuple[MlflowServer, str],
     prefect: PrefectServer,
     start_runner: StartRunner,
     mongodb_uri: str,
@@ -46,10 +47,18 @@ async def backend_and_runner(
     retrain_on_drift: bool = False,
     **runner_settings: str,
 ) -> AsyncIterator[tuple[RunningBackend, RetrainingRunner]]:
-    """The backend (asking this test's deployment for runs) and the runner serving it, both started."""
+    """The backend (asking this test's deployment for runs) and the runner serving it, both started.
+
+    model: the model service, whose registry the runner retrains; or (MLflow server, registered
+    model) for a runner without one (the backend then has no model service).
+    """
     deployment = unique_deployment()
+    if isinstance(model, ModelService):
+        model_url, (mlflow, registered_model) = model.url, (model.mlflow, model.registered_model)
+    else:
+        model_url, (mlflow, registered_model) = f"http://127.0.0.1:{free_port()}", model
     async with backend_in_front_of(
-        model.url,
+        model_url,
         mongodb_uri,
         mongodb_database,
         prefect_api_url=prefect.api_url,
@@ -62,7 +71,8 @@ async def backend_and_runner(
             deployment=deployment,
             mongodb_uri=mongodb_uri,
             mongodb_database=mongodb_database,
-            model=model,
+            mlflow=mlflow,
+            registered_model=registered_model,
             backend_target=backend.target,
             **runner_settings,
         )
@@ -189,7 +199,6 @@ async def test_a_worse_candidate_is_not_promoted_and_says_why(
 
 
 async def test_a_step_that_fails_fails_the_run_without_promoting(
-    model_service_factory: StartModelService,
     private_mlflow_server: MlflowServer,
     prefect_server: PrefectServer,
     prefect_rest: PrefectRest,
@@ -197,38 +206,30 @@ async def test_a_step_that_fails_fails_the_run_without_promoting(
     mongodb_uri: str,
     mongodb_database: str,
 ) -> None:
-    model = model_service_factory(mlflow=private_mlflow_server)
+    registered_model = unique_model_name()
+    train_model(private_mlflow_server, registered_model, extra_args=["--promote"])
+    registry = (private_mlflow_server, registered_model)
     async with backend_and_runner(
-        model, prefect_server, retraining_runner_factory, mongodb_uri, mongodb_database
-    ) as (backend, _runner):
-        await run_traffic(
-            backend.target, count=40, rate=0, concurrency=4, shift={SHIFTED: 2.5}, feedback_error_rate=0.0
-        )
+        registry, prefect_server, retraining_runner_factory, mongodb_uri, mongodb_database
+    ) as (backend, runner):
         private_mlflow_server.stop()
 
         asked = await retrain(backend)
         run = await ended(prefect_rest, asked.run.id)
 
-        assert run["state"]["type"] == "FAILED"
-        assert "the MLflow registry at" in run["state"]["message"]
-        assert "is unreachable" in run["state"]["message"]
-        (load,) = [
-            t for t in prefect_rest.task_runs(asked.run.id) if t["name"].startswith("load the champion")
-        ]
+        assert run["state"]["type"] == "FAILED", runner.log_tail()
+        message = run["state"]["message"]
+        assert f"the MLflow registry at {private_mlflow_server.url} is unreachable" in message
+        steps = {t["name"].rsplit("-", 1)[0]: t for t in prefect_rest.task_runs(asked.run.id)}
+        load = steps["load the champion"]
         assert load["state"]["type"] == "FAILED"
         assert load["run_count"] == 2  # retried once (RETRAINING_RETRIES=1)
+        # Nothing after the failed step ran: no training, no registration, no promotion, no switch.
+        assert set(steps) == {"load the champion", "record the outcome"}
         (outcome,) = outcomes(mongodb_uri, mongodb_database)
         assert outcome["result"] == "failed"
+        assert outcome["detail"] == message
         assert outcome["candidate_version"] == ""
-        # Predictions never depended on the run.
-        assert (
-            await backend.predictions.GetModel(predictions_pb2.GetModelRequest(), timeout=20)
-        ).model.version
-
-        private_mlflow_server.start()
-        versions = model.mlflow.client().search_model_versions(f"name = '{model.registered_model}'")
-        assert [v.version for v in versions] == ["1"]
-        assert model.champion() == "1"
 
 
 async def test_triggers_while_a_run_goes_make_one_run_and_are_recorded(
