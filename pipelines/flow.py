@@ -141,7 +141,16 @@ def evaluate_on_the_same_data(settings: Settings, result: TrainingResult, champi
 @task(name="register and gate", cache_policy=NO_CACHE, persist_result=False)
 def register_and_gate(settings: Settings, result: TrainingResult) -> Registration:
     registry = Registry(settings.tracking_uri, settings.registered_model)
-    return register(result, registry, gate_metric=settings.gate_metric, gate_margin=settings.gate_margin)
+    registration = register(
+        result, registry, gate_metric=settings.gate_metric, gate_margin=settings.gate_margin
+    )
+    try:  # from the MLflow run back to the Prefect run that made it; nice to have, never a failure
+        registry.client().set_tag(
+            registration.run_id, "retraining.flow_run", str(runtime.flow_run.name or "")
+        )
+    except Exception as exc:
+        logger.warning("could not tag MLflow run %s: %s", registration.run_id, exc)
+    return registration
 
 
 @task(name="switch the served model", cache_policy=NO_CACHE, persist_result=False)
@@ -192,7 +201,10 @@ def retrain(trigger: str = "schedule", reason: str = "") -> State[Any]:
             return Failed(message=f"{outcome.detail} (and the outcome was not recorded: {unrecorded})")
         return Failed(message=outcome.detail)
     _publish(settings, outcome)
-    return Completed(message=f"{outcome.result}: {outcome.detail}")
+    said = (
+        outcome.detail if outcome.detail.startswith(outcome.result) else f"{outcome.result}: {outcome.detail}"
+    )
+    return Completed(message=said)
 
 
 def _run(settings: Settings, outcome: Outcome) -> Outcome:

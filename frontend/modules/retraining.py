@@ -132,7 +132,7 @@ def runs_table(status: RetrainingStatus, *, prefect_ui_url: str) -> TagChild:
         ui.tags.thead(head),
         ui.tags.tbody(*rows),
         class_="table table-sm align-middle mb-0",
-        id="retraining-runs",
+        id="retraining-runs-table",
     )
 
 

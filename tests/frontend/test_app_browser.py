@@ -370,7 +370,7 @@ def test_retraining_card_shows_recorded_runs_and_says_prefect_is_unavailable(
     )
     expect(page.locator("#retraining-notice")).to_contain_text("Predictions and fruits are not affected")
     expect(page.locator("#retraining-notice")).to_contain_text("is unavailable")
-    expect(page.locator("#retraining-runs tr[data-state=Completed] td").nth(4)).to_have_text("28")
+    expect(page.locator("#retraining-runs-table tr[data-state=Completed] td").nth(4)).to_have_text("28")
 
     controller.InputTaskButton(page, "retraining-retrain").click()
     result = controller.OutputText(page, "retraining-retrain_result")
