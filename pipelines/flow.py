@@ -82,6 +82,7 @@ def load_champion(settings: Settings) -> Champion:
     if newest is not None:
         info = model.metadata if model is not None and newest.version == model.version else None
         newest_sha = (info or registry.fetch(newest.version).info).get("data_sha256")
+    # No champion yet (an empty registry): train.py's default dataset, which model-init trains too.
     dataset = model.metadata["dataset"] if model is not None else "iris"
     return Champion(record, model, dataset, newest.version if newest else None, newest_sha)
 
