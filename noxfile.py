@@ -35,7 +35,7 @@ BENTO_ENV = {
 # Each deployable folder declares its direct dependencies in requirements.in and installs the lock
 # `nox -s lock` compiles from it (requirements.txt: every package pinned, with hashes). The dev lock is
 # all of them plus the tools; the service locks are constrained by it, so every lock agrees.
-SERVICES = ("backend", "bento", "frontend", "registry")
+SERVICES = ("backend", "bento", "frontend", "pipelines", "registry")
 DEV_LOCK = "requirements-dev.txt"
 
 
@@ -134,7 +134,7 @@ def _install_locked(session: nox.Session, *packages: str) -> None:
 
 @nox.session(python=PYTHON, venv_backend="none")
 def lock(session: nox.Session) -> None:
-    """Re-resolve every lock: requirements-dev.txt, then backend/, bento/ and frontend/requirements.txt."""
+    """Re-resolve every lock: requirements-dev.txt, then each service's requirements.txt (SERVICES)."""
     compile_ = ["uv", "pip", "compile", "--python-version", PYTHON, "--generate-hashes", "--quiet"]
     compile_ += ["--custom-compile-command", "nox -s lock", *session.posargs]
     session.run(*compile_, "requirements-dev.in", "-o", DEV_LOCK, external=True)

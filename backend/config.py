@@ -69,6 +69,21 @@ class Settings(BaseSettings):
     drift_bucket_s: float = Field(
         default=10.0, gt=0, description="Seconds one stored drift bucket covers at most."
     )
+    prefect_api_url: str = Field(
+        default="http://localhost:4200/api",
+        description="Prefect's REST API, where the retraining runner serves its deployment.",
+    )
+    retraining_deployment: str = Field(
+        default="retrain/fruitstack-classifier",
+        pattern=r"^[^/]+/[^/]+$",
+        description="The retraining deployment as Prefect names it, FLOW/NAME.",
+    )
+    prefect_timeout_s: float = Field(
+        default=5.0, gt=0, description="Upper bound for one call to Prefect's API."
+    )
+    retrain_on_drift: bool = Field(
+        default=True, description="Ask for a retraining run when a drift check records a drift event."
+    )
     page_token_secret: SecretStr = Field(
         default=SecretStr(""),
         description=(

@@ -22,6 +22,8 @@ from fruitstack.v1 import (
     monitoring_pb2_grpc,
     predictions_pb2,
     predictions_pb2_grpc,
+    retraining_pb2,
+    retraining_pb2_grpc,
 )
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -50,6 +52,10 @@ from backend.monitoring.repository import MonitoringRepository
 from backend.monitoring.servicer import MonitoringServicer
 from backend.prediction import ModelClient, Predictor
 from backend.prediction.servicer import PredictionServicer
+from backend.retraining.prefect_api import PrefectApi
+from backend.retraining.repository import RetrainingRepository
+from backend.retraining.retrainer import Retrainer
+from backend.retraining.servicer import RetrainingServicer
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +122,7 @@ class Backend:
     monitoring: MonitoringRepository
     prediction_log: PredictionLog
     monitor: Monitor
+    retrainer: Retrainer
 
 
 def create_server(
@@ -126,6 +133,7 @@ def create_server(
     monitoring: MonitoringRepository,
     prediction_log: PredictionLog,
     monitor: Monitor,
+    retrainer: Retrainer,
 ) -> tuple[BackendServer, int]:
     """Build (not start) the server with every service registered; returns it and its bound port."""
     server = aio.server(interceptors=[ErrorMappingInterceptor()], options=MESSAGE_SIZE_OPTIONS)
@@ -138,6 +146,7 @@ def create_server(
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
         MonitoringServicer(monitor, prediction_log), server
     )
+    retraining_pb2_grpc.add_RetrainingServiceServicer_to_server(RetrainingServicer(retrainer), server)
 
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -146,6 +155,7 @@ def create_server(
             fruits_pb2.DESCRIPTOR.services_by_name["FruitService"].full_name,
             predictions_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
             monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name,
+            retraining_pb2.DESCRIPTOR.services_by_name["RetrainingService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ],
@@ -183,8 +193,8 @@ async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
     """Every dependency of the backend and the server, closed in order on exit.
 
     Order of closing: the server (in-flight calls drain), the prediction log (what is queued is
-    written), the model client, MongoDB. MongoDB is connected lazily, so the backend starts (and
-    reports NOT_SERVING) while it is down.
+    written), Prefect's and the model's clients, MongoDB. MongoDB is connected lazily, so the backend
+    starts (and reports NOT_SERVING) while it is down.
     """
     timeout_ms = settings.mongodb_timeout_ms
     mongo: AsyncMongoClient[Document] = AsyncMongoClient(
@@ -195,6 +205,7 @@ async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
         appname="fruitstack-backend",
     )
     model_client = ModelClient(settings.model_url, default_timeout=settings.model_timeout_s)
+    prefect = PrefectApi(settings.prefect_api_url, timeout_s=settings.prefect_timeout_s)
     try:
         database, timeout_s = settings.mongodb_database, timeout_ms / 1000
         fruits = FruitRepository(mongo, database=database, timeout_s=timeout_s)
@@ -209,6 +220,11 @@ async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
             write_timeout_s=timeout_s,
         )
         predictor = Predictor(model_client)
+        retrainer = Retrainer(
+            api=prefect,
+            repository=RetrainingRepository(mongo, database=database, timeout_s=timeout_s),
+            deployment=settings.retraining_deployment,
+        )
         monitor = Monitor(
             repository=monitoring,
             log=prediction_log,
@@ -216,6 +232,7 @@ async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
             window_predictions=settings.drift_window_predictions,
             alpha=settings.drift_alpha,
             check_interval_s=settings.drift_check_interval_s,
+            on_drift_event=retrainer.on_drift_event if settings.retrain_on_drift else None,
         )
         server, port = create_server(
             settings,
@@ -224,6 +241,7 @@ async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
             monitoring=monitoring,
             prediction_log=prediction_log,
             monitor=monitor,
+            retrainer=retrainer,
         )
         try:
             yield Backend(
@@ -235,12 +253,14 @@ async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
                 monitoring=monitoring,
                 prediction_log=prediction_log,
                 monitor=monitor,
+                retrainer=retrainer,
             )
         finally:
             await server.stop(0)  # a no-op when it was stopped (gracefully) already
             await prediction_log.close()
             await predictor.close()
     finally:
+        await prefect.close()
         await model_client.close()
         await mongo.close()
 

@@ -8,7 +8,7 @@ The tracking server comes from MLFLOW_TRACKING_URI (default http://localhost:500
 `champion` only if it scores at least as well as the current champion on this run's holdout rows
 (minus --gate-margin), otherwise the `challenger`. --promote makes it champion regardless.
 
-`train`, `evaluate` and `register` are plain functions, so that a scheduled pipeline can call them.
+`train`, `evaluate` and `register` are plain functions, so that a scheduled pipeline (pipelines/) calls them.
 """
 
 from __future__ import annotations
@@ -119,6 +119,26 @@ def fingerprint(x: npt.NDArray[np.float64], y: npt.NDArray[np.str_]) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class Split:
+    """Training rows and holdout rows (features and labels of each)."""
+
+    x_train: npt.NDArray[np.float64] = field(repr=False)
+    y_train: npt.NDArray[np.str_] = field(repr=False)
+    x_holdout: npt.NDArray[np.float64] = field(repr=False)
+    y_holdout: npt.NDArray[np.str_] = field(repr=False)
+
+
+def split(dataset: Dataset, *, seed: int, holdout: float) -> Split:
+    """The stratified split `train` makes: the same seed and holdout give the same rows."""
+    if not 0 < holdout < 1:
+        raise InvalidInput(f"--holdout must be a fraction between 0 and 1, got {holdout}")
+    x_train, x_test, y_train, y_test = train_test_split(
+        dataset.features, dataset.labels, test_size=holdout, stratify=dataset.labels, random_state=seed
+    )
+    return Split(x_train, y_train, x_test, y_test)
+
+
 def train(
     dataset: Dataset,
     *,
@@ -126,14 +146,16 @@ def train(
     holdout: float,
     params: Mapping[str, Any] | None = None,
     progress: bool = True,
+    rows: Split | None = None,
 ) -> TrainingResult:
-    """Fit on a stratified split and measure on the held-out rows; deterministic for a seed."""
-    if not 0 < holdout < 1:
-        raise InvalidInput(f"--holdout must be a fraction between 0 and 1, got {holdout}")
+    """Fit on a stratified split and measure on the held-out rows; deterministic for a seed.
+
+    rows: an explicit split instead (pipelines/ keeps this split's holdout fixed and adds
+    feedback-labelled rows to both sides); `dataset` then only names the data and its features.
+    """
     steps = tqdm(total=4, desc=f"training on {dataset.name}", unit="step", disable=not progress)
-    x_train, x_test, y_train, y_test = train_test_split(
-        dataset.features, dataset.labels, test_size=holdout, stratify=dataset.labels, random_state=seed
-    )
+    rows = rows or split(dataset, seed=seed, holdout=holdout)
+    x_train, x_test, y_train, y_test = rows.x_train, rows.x_holdout, rows.y_train, rows.y_holdout
     steps.update()
     pipeline = build_pipeline(seed, params).fit(x_train, y_train)
     steps.update()

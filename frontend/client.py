@@ -21,6 +21,8 @@ from fruitstack.v1 import (
     monitoring_pb2_grpc,
     predictions_pb2,
     predictions_pb2_grpc,
+    retraining_pb2,
+    retraining_pb2_grpc,
 )
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
@@ -251,6 +253,53 @@ class MonitoringStatus:
 
 
 @dataclass(frozen=True)
+class RetrainingOutcome:
+    result: str  # "promoted", "not promoted", "skipped" or "failed"
+    detail: str
+    metric: str
+    candidate_score: float | None
+    champion_score: float | None
+    candidate_version: str
+    champion_version: str
+    served_version: str
+    duration_s: float
+    feedback_rows: int  # feedback rows trained and evaluated on
+    train_rows: int
+    eval_rows: int
+
+
+@dataclass(frozen=True)
+class RetrainingRun:
+    id: str
+    name: str
+    trigger: str  # "schedule", "on demand" or "drift"
+    reason: str
+    state: str  # Prefect's: Scheduled, Pending, Running, Completed, Failed, Cancelled, ...
+    state_message: str
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    outcome: RetrainingOutcome | None
+
+
+@dataclass(frozen=True)
+class RetrainingStatus:
+    deployment: str
+    prefect_reachable: bool
+    prefect_error: str
+    schedule_interval_s: float
+    next_run_at: datetime | None
+    runs: tuple[RetrainingRun, ...]  # newest first
+    history_error: str
+
+
+@dataclass(frozen=True)
+class RetrainAsked:
+    run: RetrainingRun
+    running: RetrainingRun | None  # the run already going: `run` is then cancelled, not run twice
+
+
+@dataclass(frozen=True)
 class Health:
     """What the backend reports about itself and its dependencies; None means "cannot tell"."""
 
@@ -329,6 +378,38 @@ def _version(message: predictions_pb2.ModelVersion) -> ModelVersion:
     )
 
 
+def _retraining_run(message: retraining_pb2.RetrainingRun) -> RetrainingRun:
+    outcome = None
+    if message.HasField("outcome"):
+        o = message.outcome
+        outcome = RetrainingOutcome(
+            result=o.result,
+            detail=o.detail,
+            metric=o.metric,
+            candidate_score=o.candidate_score if o.HasField("candidate_score") else None,
+            champion_score=o.champion_score if o.HasField("champion_score") else None,
+            candidate_version=o.candidate_version,
+            champion_version=o.champion_version,
+            served_version=o.served_version,
+            duration_s=o.duration_s,
+            feedback_rows=o.data.feedback_train_rows + o.data.feedback_eval_rows,
+            train_rows=o.data.train_rows,
+            eval_rows=o.data.eval_rows,
+        )
+    return RetrainingRun(
+        id=message.id,
+        name=message.name,
+        trigger=message.trigger,
+        reason=message.reason,
+        state=message.state,
+        state_message=message.state_message,
+        scheduled_at=_timestamp(message.scheduled_at, message.HasField("scheduled_at")),
+        started_at=_timestamp(message.started_at, message.HasField("started_at")),
+        finished_at=_timestamp(message.finished_at, message.HasField("finished_at")),
+        outcome=outcome,
+    )
+
+
 def _bulk_chunk(message: predictions_pb2.PredictBatchResponse) -> BulkChunk:
     classes = tuple(message.classes)
     try:
@@ -345,7 +426,7 @@ def _bulk_chunk(message: predictions_pb2.PredictBatchResponse) -> BulkChunk:
 
 
 class FruitstackClient:
-    """Async client of the backend's FruitService, PredictionService and health service.
+    """Async client of the backend's services (fruits, predictions, monitoring, retraining, health).
 
     One instance is shared by every browser session: a gRPC channel multiplexes calls. The channel
     is opened on first use, inside the event loop that serves the app.
@@ -371,6 +452,9 @@ class FruitstackClient:
 
     def _monitoring(self) -> monitoring_pb2_grpc.MonitoringServiceAsyncStub:
         return monitoring_pb2_grpc.MonitoringServiceStub(self._open())
+
+    def _retraining(self) -> retraining_pb2_grpc.RetrainingServiceAsyncStub:
+        return retraining_pb2_grpc.RetrainingServiceStub(self._open())
 
     async def close(self) -> None:
         if self._channel is not None:
@@ -596,6 +680,27 @@ class FruitstackClient:
             queued=response.queued,
             recent_checks=tuple(check(c) for c in response.recent_checks),
             drift_events=tuple(check(c) for c in response.drift_events),
+        )
+
+    # RetrainingService
+
+    async def retrain(self, *, reason: str = "") -> RetrainAsked:
+        response = await self._call(self._retraining().Retrain, retraining_pb2.RetrainRequest(reason=reason))
+        running = _retraining_run(response.running) if response.HasField("running") else None
+        return RetrainAsked(run=_retraining_run(response.run), running=running)
+
+    async def retraining_status(self, *, limit: int = 10) -> RetrainingStatus:
+        response = await self._call(
+            self._retraining().GetRetrainingStatus, retraining_pb2.GetRetrainingStatusRequest(limit=limit)
+        )
+        return RetrainingStatus(
+            deployment=response.deployment,
+            prefect_reachable=response.prefect_reachable,
+            prefect_error=response.prefect_error,
+            schedule_interval_s=response.schedule_interval_s,
+            next_run_at=_timestamp(response.next_run_at, response.HasField("next_run_at")),
+            runs=tuple(_retraining_run(r) for r in response.runs),
+            history_error=response.history_error,
         )
 
     # Health

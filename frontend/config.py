@@ -36,3 +36,10 @@ class Settings(BaseSettings):
         default="http://localhost:5000",
         description="the MLflow UI as the user's browser reaches it, for links to versions and runs",
     )
+    retraining_refresh_s: float = Field(
+        default=5.0, gt=0, description="how often the Model tab re-reads the retraining status"
+    )
+    prefect_ui_url: str = Field(
+        default="http://localhost:4200",
+        description="the Prefect UI as the user's browser reaches it, for links to retraining runs",
+    )

@@ -27,6 +27,9 @@ from scripts.processes import (
     mlflow_server_args,
     nx_27017_args,
     port_open,
+    prefect_api_ok,
+    prefect_server_args,
+    prefect_server_env,
 )
 
 DATA_DIR = ROOT / ".data"
@@ -36,6 +39,7 @@ MONGODB_PORT = 27017
 GRPC_PORT = int(os.environ.get("GRPC_PORT", "50051"))
 MODEL_PORT = 3000
 MLFLOW_PORT = 5000
+PREFECT_PORT = 4200
 FRONTEND_PORT = int(os.environ.get("PORT", "8080"))
 
 COLORS = ["\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m"]
@@ -108,6 +112,25 @@ def process_specs() -> list[ProcessSpec]:
             )
         )
 
+    # ---- Prefect server (UI and API, :4200), for retraining ----
+    # The one place where the runner, its flow runs and the backend learn where Prefect is.
+    prefect_api_url = os.environ.get("PREFECT_API_URL")
+    if not prefect_api_url:
+        prefect_dir = DATA_DIR / "prefect"
+        prefect_dir.mkdir(parents=True, exist_ok=True)
+        prefect_api_url = f"http://127.0.0.1:{PREFECT_PORT}/api"
+        specs.append(
+            ProcessSpec(
+                name="prefect",
+                args=prefect_server_args(str(BIN / "prefect"), port=PREFECT_PORT),
+                ports=[PREFECT_PORT],
+                env=prefect_server_env(prefect_dir, ui_api_url=f"http://localhost:{PREFECT_PORT}/api"),
+                ready=lambda: prefect_api_ok(prefect_api_url),
+                ready_timeout_s=180,
+            )
+        )
+    env["PREFECT_API_URL"] = prefect_api_url
+
     # ---- model service (BentoML, :3000) ----
     bento_env = {
         "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(ROOT / ".bentoml")),
@@ -136,6 +159,23 @@ def process_specs() -> list[ProcessSpec]:
             ports=[GRPC_PORT],
             env={**env, "GRPC_PORT": str(GRPC_PORT)},
             ready=lambda: port_open(GRPC_PORT),
+        )
+    )
+
+    # ---- retraining runner: serves the deployment, runs its flows (python -m pipelines) ----
+    specs.append(
+        ProcessSpec(
+            name="retrain",
+            args=[sys.executable, "-m", "pipelines"],
+            env={
+                "PREFECT_API_URL": prefect_api_url,
+                # bento/ is not a package: its training code is imported top-level, as in the image.
+                "PYTHONPATH": str(ROOT / "bento"),
+                "MONGODB_URI": mongodb_uri,
+                "MLFLOW_TRACKING_URI": tracking_uri,
+                "BACKEND_ADDRESS": f"127.0.0.1:{GRPC_PORT}",
+                **{k: v for k, v in bento_env.items() if k != "MLFLOW_TRACKING_URI"},
+            },
         )
     )
 

@@ -298,3 +298,60 @@ class MlflowServer:
         from mlflow import MlflowClient
 
         return MlflowClient(tracking_uri=self.url, registry_uri=self.url)
+
+
+# Prefect's server: no telemetry; the UI in a browser on the host calls the API at ui_api_url.
+def prefect_server_env(prefect_home: Path, *, ui_api_url: str) -> dict[str, str]:
+    return {
+        "PREFECT_HOME": str(prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_API_URL": ui_api_url,
+    }
+
+
+def prefect_server_args(executable: str, *, port: int, host: str = "127.0.0.1") -> list[str]:
+    """`prefect server start`: UI and API on one port, SQLite under $PREFECT_HOME."""
+    return [executable, "server", "start", "--host", host, "--port", str(port), "--analytics-off"]
+
+
+def prefect_api_ok(api_url: str) -> bool:
+    """/api/health answers `true` once the server (and its database) is up."""
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+            return bool(response.status == 200 and response.read().strip() == b"true")
+    except OSError:
+        return False
+
+
+class PrefectServer:
+    """One `prefect server start` child process on a free port with its own PREFECT_HOME."""
+
+    # ~25-35 s to ready on this 2-core machine (migrations and the UI build on first start).
+    START_TIMEOUT = 180.0
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api_url = f"{self.url}/api"
+        executable = tool_path("prefect")
+        if executable is None:
+            raise FileNotFoundError("prefect is not installed (pip install -r pipelines/requirements.txt)")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.process = ManagedProcess(
+            f"prefect-{self.port}",
+            prefect_server_args(executable, port=self.port),
+            log_dir=data_dir,
+            env=prefect_server_env(data_dir / "home", ui_api_url=self.api_url),
+        )
+
+    def start(self) -> PrefectServer:
+        self.process.start()
+        self.process.wait_ready(lambda: prefect_api_ok(self.api_url), timeout=self.START_TIMEOUT)
+        return self
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self.process.log_tail(lines)

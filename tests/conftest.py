@@ -25,6 +25,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.model_service",
     "tests.fixtures.frontend",
     "tests.fixtures.stack",
+    "tests.fixtures.prefect",
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -77,8 +78,10 @@ class Monitor:
         window_predictions: int,
         alpha: float,
         check_interval_s: float,
+        on_drift_event: Callable[[DriftCheck], Awaitable[None]] | None = None,
     ) -> None:
         self._repository = repository
+        self._on_drift_event = on_drift_event  # e.g. ask for a retraining run
         self._log = log
         self._predictor = predictor
         self._window_predictions = window_predictions
@@ -169,6 +172,8 @@ class Monitor:
                 check.score,
                 check.window_size,
             )
+            if self._on_drift_event is not None:
+                await self._on_drift_event(check)
         return check
 
     async def run(self) -> None:

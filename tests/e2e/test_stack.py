@@ -17,7 +17,14 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
-from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predictions_pb2_grpc
+from fruitstack.v1 import (
+    fruits_pb2,
+    fruits_pb2_grpc,
+    predictions_pb2,
+    predictions_pb2_grpc,
+    retraining_pb2,
+    retraining_pb2_grpc,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from playwright.sync_api import Page
 from shiny.playwright import controller
@@ -25,6 +32,7 @@ from shiny.playwright import controller
 from scripts.processes import wait_until
 from tests import support
 from tests.browser import expect_table_cell
+from tests.fixtures.prefect import PrefectRest
 from tests.fixtures.stack import ComposeStack
 
 # The first test also builds every image (minutes when the layer cache is cold).
@@ -186,7 +194,7 @@ def test_the_served_model_is_the_champion_model_init_registered(
     assert (init["State"], init["ExitCode"]) == ("exited", 0)
 
 
-def test_only_frontend_backend_model_and_mlflow_are_published(stack: ComposeStack) -> None:
+def test_only_frontend_backend_model_mlflow_and_prefect_are_published(stack: ComposeStack) -> None:
     rows = [json.loads(line) for line in stack.compose("ps", "--format", "json").stdout.splitlines()]
     published = {
         (row["Service"], p["TargetPort"])
@@ -195,7 +203,13 @@ def test_only_frontend_backend_model_and_mlflow_are_published(stack: ComposeStac
         if p["PublishedPort"]
     }
 
-    assert published == {("frontend", 8080), ("backend", 50051), ("model", 3000), ("mlflow", 5000)}
+    assert published == {
+        ("frontend", 8080),
+        ("backend", 50051),
+        ("model", 3000),
+        ("mlflow", 5000),
+        ("prefect", 4200),
+    }
 
 
 @pytest.mark.parametrize(("service", "reachable"), [("frontend", False), ("backend", True)])
@@ -212,6 +226,35 @@ def test_only_the_model_service_can_call_mlflow(stack: ComposeStack, service: st
     url = "http://mlflow:5000/api/2.0/mlflow/experiments/search?max_results=1"
     probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=5)"
     assert stack.exec_ok(service, "python", "-c", probe) is reachable
+
+
+def test_the_retraining_deployment_is_served_and_a_run_completes(
+    stack: ComposeStack, channel: grpc.Channel
+) -> None:
+    # What the Prefect UI shows: the deployment the runner serves, with its five-minute schedule.
+    prefect = PrefectRest(stack.prefect_api_url)
+    try:
+        deployment = prefect.deployment("retrain/fruitstack-classifier")
+        assert deployment is not None
+        assert [s["schedule"]["interval"] for s in deployment["schedules"]] == [300.0]
+
+        # Retrain now (RetrainingService), through the published backend port, runs in the runner.
+        retraining = retraining_pb2_grpc.RetrainingServiceStub(channel)
+        asked = retraining.Retrain(retraining_pb2.RetrainRequest(reason="e2e"), timeout=30)
+        run = prefect.wait_for_end(asked.run.id, timeout=300)
+    finally:
+        prefect.close()
+
+    assert run["state"]["type"] == "COMPLETED", f"{run['state']}\n{stack.logs()}"
+    status = retraining.GetRetrainingStatus(retraining_pb2.GetRetrainingStatusRequest(), timeout=30)
+    (listed,) = [r for r in status.runs if r.id == asked.run.id]
+    # Nobody gave feedback yet: the training data is model-init's, so nothing new is trained.
+    assert (listed.state, listed.trigger, listed.outcome.result) == ("Completed", "on demand", "skipped")
+    assert status.prefect_reachable
+    assert status.schedule_interval_s == 300
+    rows = [json.loads(line) for line in stack.compose("ps", "--format", "json").stdout.splitlines()]
+    health = {row["Service"]: row.get("Health") for row in rows}
+    assert health["prefect"] == health["retrain-runner"] == "healthy"
 
 
 @pytest.mark.browser

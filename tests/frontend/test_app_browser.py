@@ -13,12 +13,15 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predictions_pb2_grpc
 from playwright.sync_api import Page, expect
+from pymongo import MongoClient
 from shiny.playwright import controller
 
 from scripts.processes import NxServer
@@ -417,3 +420,46 @@ def test_feedback_under_a_prediction_and_drift_in_the_monitoring_tab(
         controller.InputSelect(page, "monitoring-feature").expect_selected("petal_length_cm")
         expect(controller.OutputPlot(page, "monitoring-distribution").loc.locator("img")).to_be_visible()
         shot(page, screenshot_dir, "monitoring")
+
+
+def test_retraining_card_shows_recorded_runs_and_says_prefect_is_unavailable(
+    shared_frontend: FrontendStack, app_page: Page, screenshot_dir: Path
+) -> None:
+    # What a run records at its end (pipelines/outcome.py); nothing answers at this backend's Prefect.
+    backend = shared_frontend.backend
+    finished = datetime.now(UTC) - timedelta(seconds=130)
+    client: MongoClient[dict[str, Any]] = MongoClient(backend.mongodb_uri)
+    with client:
+        client[backend.mongodb_database]["retraining_runs"].insert_one(
+            {
+                "_id": "6f1c0d3a-0000-4000-8000-000000000002",
+                "flow_run_name": "quiet-heron",
+                "trigger": "schedule",
+                "started_at": finished - timedelta(seconds=35),
+                "finished_at": finished,
+                "duration_s": 35.0,
+                "result": "not promoted",
+                "detail": "not promoted: f1_macro 0.9300 < champion v1 0.9500, margin 0 (minus the margin)",
+                "metric": "f1_macro",
+                "candidate_score": 0.93,
+                "champion_score": 0.95,
+                "candidate_version": "2",
+                "data": {"feedback_train_rows": 20, "feedback_eval_rows": 8},
+            }
+        )
+    page = app_page
+    page.goto(shared_frontend.url)
+    open_tab(page, "model")
+
+    expect(page.locator("#retraining-last_retraining")).to_have_text(
+        "Last retraining 2 min ago (schedule): not promoted, 0.93 < 0.95"
+    )
+    expect(page.locator("#retraining-notice")).to_contain_text("Predictions and fruits are not affected")
+    expect(page.locator("#retraining-notice")).to_contain_text("is unavailable")
+    expect(page.locator("#retraining-runs-table tr[data-state=Completed] td").nth(4)).to_have_text("28")
+
+    controller.InputTaskButton(page, "retraining-retrain").click()
+    result = controller.OutputText(page, "retraining-retrain_result")
+    expect(result.loc).to_contain_text("Retraining not started: Prefect at http://127.0.0.1:")
+    expect(result.loc).to_contain_text("is unavailable")
+    shot(page, screenshot_dir, "retraining-prefect-down")
