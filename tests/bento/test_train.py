@@ -53,7 +53,12 @@ def test_metadata_describes_features_classes_and_a_sample(iris: TrainingResult) 
     assert meta["dataset"] == "iris"
     assert datetime.fromisoformat(meta["trained_at"]).tzinfo is not None
     assert set(meta["library_versions"]) == {
-        "scikit-learn", "numpy", "joblib", "bentoml", "mlflow-skinny", "datasketches"
+        "scikit-learn",
+        "numpy",
+        "joblib",
+        "bentoml",
+        "mlflow-skinny",
+        "datasketches",
     }
     sample = meta["training_sample"]
     assert list(sample["columns"]) == names
