@@ -25,13 +25,17 @@ PROTO_DIR = ROOT / "proto"
 GENERATED_DIR = PROTO_DIR / "python"
 PROTO_FILES = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.glob("fruitstack/**/*.proto"))
 
-# BentoML must never phone home and must keep its model store inside the project.
-BENTO_ENV = {"BENTOML_DO_NOT_TRACK": "True", "BENTOML_HOME": str(ROOT / ".bentoml")}
+# BentoML and MLflow must never phone home; BentoML keeps its model store inside the project.
+BENTO_ENV = {
+    "BENTOML_DO_NOT_TRACK": "True",
+    "BENTOML_HOME": str(ROOT / ".bentoml"),
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
 
 # Each deployable folder declares its direct dependencies in requirements.in and installs the lock
 # `nox -s lock` compiles from it (requirements.txt: every package pinned, with hashes). The dev lock is
-# all three plus the tools; the service locks are constrained by it, so every lock agrees.
-SERVICES = ("backend", "bento", "frontend")
+# all of them plus the tools; the service locks are constrained by it, so every lock agrees.
+SERVICES = ("backend", "bento", "frontend", "pipelines", "registry")
 DEV_LOCK = "requirements-dev.txt"
 
 
@@ -114,7 +118,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def train(session: nox.Session) -> None:
-    """Train the classifier into the project's BentoML store (.bentoml/); args go to bento/train.py."""
+    """Train, register in MLflow and gate (bento/train.py; args after -- go to it).
+
+    The registry is MLFLOW_TRACKING_URI, by default http://localhost:5000: the one `nox -s dev` runs.
+    """
     session.install("-r", "bento/requirements.txt")
     session.chdir(ROOT / "bento")
     session.run("python", "train.py", *session.posargs, env=BENTO_ENV)
@@ -127,7 +134,7 @@ def _install_locked(session: nox.Session, *packages: str) -> None:
 
 @nox.session(python=PYTHON, venv_backend="none")
 def lock(session: nox.Session) -> None:
-    """Re-resolve every lock: requirements-dev.txt, then backend/, bento/ and frontend/requirements.txt."""
+    """Re-resolve every lock: requirements-dev.txt, then each service's requirements.txt (SERVICES)."""
     compile_ = ["uv", "pip", "compile", "--python-version", PYTHON, "--generate-hashes", "--quiet"]
     compile_ += ["--custom-compile-command", "nox -s lock", *session.posargs]
     session.run(*compile_, "requirements-dev.in", "-o", DEV_LOCK, external=True)
@@ -160,12 +167,19 @@ def certs(session: nox.Session) -> None:
     session.run("python", "-m", "scripts.certs", *session.posargs)
 
 
+@nox.session(python=PYTHON, default=False)
+def traffic(session: nox.Session) -> None:
+    """Predictions like the training data (--shift FEATURE=AMOUNT, --feedback ERROR_RATE); see --help."""
+    _install_dev(session)
+    session.run("python", "-m", "scripts.traffic", *session.posargs)
+
+
 IMAGES_JSON = ROOT / ".artifacts" / "images.json"
 
 
 @nox.session(python=PYTHON, default=False)
 def build(session: nox.Session) -> None:
-    """Stubs, model, bento and every Docker image; records image facts in .artifacts/images.json.
+    """Stubs, bento and every Docker image; records image facts in .artifacts/images.json.
 
     The facts are each image's size and each service's time to healthy. Arguments go to
     `docker compose build` (e.g. `nox -s build -- --no-cache` for a cold build).
@@ -173,7 +187,7 @@ def build(session: nox.Session) -> None:
     proto(session)
     _install_dev(session)
     session.chdir(ROOT / "bento")
-    session.run("python", "train.py", "--quiet", env=BENTO_ENV)
+    # The bento holds the service only: the model it serves is the registry's champion at run time.
     session.run("bentoml", "build", env=BENTO_ENV)
     session.chdir(ROOT)
     if problem := _docker_problem():
@@ -227,7 +241,12 @@ def _compose_images(env: dict[str, str]) -> list[str]:
 def _time_to_healthy(session: nox.Session, env: dict[str, str]) -> dict[str, float]:
     """Seconds from `up` until each service is healthy, on a fresh throwaway project (empty volume)."""
     # Host port 0: Docker picks free ports, so this never collides with a running stack.
-    ports = {"FRONTEND_HOST_PORT": "0", "BACKEND_HOST_PORT": "0", "MODEL_HOST_PORT": "0"}
+    ports = {
+        "FRONTEND_HOST_PORT": "0",
+        "BACKEND_HOST_PORT": "0",
+        "MODEL_HOST_PORT": "0",
+        "MLFLOW_HOST_PORT": "0",
+    }
     env = {**os.environ, **env, **ports}
     project = ["docker", "compose", "-p", "fruitstack-build-facts"]
     services = _run_text([*project, "config", "--services"], env).split()
@@ -239,9 +258,13 @@ def _time_to_healthy(session: nox.Session, env: dict[str, str]) -> dict[str, flo
         while len(healthy_at) < len(services):
             if time.monotonic() - started > 300:
                 session.error(f"not healthy after 300 s: {sorted(set(services) - set(healthy_at))}")
-            for line in _run_text([*project, "ps", "--format", "json"], env).splitlines():
+            for line in _run_text([*project, "ps", "--all", "--format", "json"], env).splitlines():
                 row = json.loads(line)
-                if row.get("Health") == "healthy" and row["Service"] not in healthy_at:
+                # A one-shot (model-init) is done when it exited 0; it has no health.
+                done = row.get("Health") == "healthy" or (
+                    row.get("State") == "exited" and row.get("ExitCode") == 0
+                )
+                if done and row["Service"] not in healthy_at:
                     healthy_at[row["Service"]] = round(time.monotonic() - started, 1)
             time.sleep(0.5)
         if up.wait(timeout=60) != 0:
@@ -260,7 +283,7 @@ def bench(session: nox.Session) -> None:
     on. They print tables and write .artifacts/bench.json and .artifacts/bench-list.json.
     """
     _install_dev(session)
-    benches = {"predict": "bench.predict_bench", "list": "bench.list_bench"}
+    benches = {"predict": "bench.predict_bench", "list": "bench.list_bench", "drift": "bench.drift_bench"}
     chosen, args = (session.posargs[0], session.posargs[1:]) if session.posargs else (None, [])
     if chosen is not None and chosen not in benches:
         session.error(f"unknown benchmark {chosen!r}; choose one of {', '.join(benches)}")

@@ -61,6 +61,47 @@ class Settings(BaseSettings):
         gt=0,
         description="How often the model service's readiness is asked for its health status.",
     )
+    prediction_log_enabled: bool = Field(
+        default=True, description="Log every Predict (and summarise PredictBatch) for monitoring."
+    )
+    prediction_log_retention_s: int = Field(
+        default=7 * 24 * 3600, gt=0, description="How long logged predictions and summaries are kept (TTL)."
+    )
+    prediction_log_queue: int = Field(
+        default=10_000,
+        gt=0,
+        description="Records waiting for MongoDB at most; beyond, records are dropped and counted.",
+    )
+    drift_window_predictions: int = Field(
+        default=1000, gt=0, description="Newest predictions a drift report compares when asked for no window."
+    )
+    drift_alpha: float = Field(
+        default=0.01, gt=0, lt=1, description="False-alarm rate of one drift report (split over its tests)."
+    )
+    drift_check_interval_s: float = Field(
+        default=60.0, gt=0, description="How often drift is checked (and a drift event recorded on a turn)."
+    )
+    drift_bucket_rows: int = Field(
+        default=1000, gt=0, description="Rows summarised into one stored drift bucket at most."
+    )
+    drift_bucket_s: float = Field(
+        default=10.0, gt=0, description="Seconds one stored drift bucket covers at most."
+    )
+    prefect_api_url: str = Field(
+        default="http://localhost:4200/api",
+        description="Prefect's REST API, where the retraining runner serves its deployment.",
+    )
+    retraining_deployment: str = Field(
+        default="retrain/fruitstack-classifier",
+        pattern=r"^[^/]+/[^/]+$",
+        description="The retraining deployment as Prefect names it, FLOW/NAME.",
+    )
+    prefect_timeout_s: float = Field(
+        default=5.0, gt=0, description="Upper bound for one call to Prefect's API."
+    )
+    retrain_on_drift: bool = Field(
+        default=True, description="Ask for a retraining run when a drift check records a drift event."
+    )
     page_token_secret: SecretStr = Field(
         default=SecretStr(""),
         description=(

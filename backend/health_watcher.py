@@ -17,6 +17,7 @@ OVERALL = ""
 FRUIT_SERVICE = "fruitstack.v1.FruitService"
 PREDICTION_SERVICE = "fruitstack.v1.PredictionService"
 AUTH_SERVICE = "fruitstack.v1.AuthService"
+MONITORING_SERVICE = "fruitstack.v1.MonitoringService"
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -26,14 +27,17 @@ Probe = Callable[[], Awaitable[None]]
 
 
 class DependencyWatcher:
-    """Probes a dependency every interval and sets one service SERVING or NOT_SERVING to match.
+    """Probes a dependency every interval and sets a service (and `also` these) SERVING or NOT_SERVING.
 
     It never gives up, so a service recovers on its own when its dependency comes back.
     """
 
-    def __init__(self, *, service: str, probe: Probe, health: Any, interval_s: float) -> None:
+    def __init__(
+        self, *, service: str, probe: Probe, health: Any, interval_s: float, also: tuple[str, ...] = ()
+    ) -> None:
         # `health` is grpc_health's asyncio HealthServicer (untyped upstream).
         self.service = service
+        self.services = (service, *also)
         self._probe = probe
         self._health = health
         self._interval_s = interval_s
@@ -56,7 +60,8 @@ class DependencyWatcher:
             else:
                 logger.warning("%s is NOT_SERVING: %s", self.service, reason)
             self._healthy = healthy
-        await self._health.set(self.service, SERVING if healthy else NOT_SERVING)
+        for service in self.services:
+            await self._health.set(service, SERVING if healthy else NOT_SERVING)
         return healthy
 
     async def run(self) -> None:

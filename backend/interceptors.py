@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc import aio
 
+from backend.burst_log import BurstLog
 from backend.exceptions import (
     AlreadyExists,
     DeadlineExceeded,
@@ -54,35 +54,6 @@ def status_code_for(exc: FruitstackError) -> grpc.StatusCode:
         if cls in STATUS_CODES:
             return STATUS_CODES[cls]
     return grpc.StatusCode.INTERNAL
-
-
-class BurstLog:
-    """Logs the first of a burst of events as a warning, then only counts them for `quiet_s` seconds.
-
-    One client sending garbage in a loop must not flood the log: the next warning after the quiet
-    period says how many were left out.
-    """
-
-    def __init__(
-        self, log: logging.Logger, *, quiet_s: float = 60.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._log = log
-        self._quiet_s = quiet_s
-        self._clock = clock
-        self._next_at = -float("inf")
-        self._suppressed = 0
-
-    def warning(self, message: str) -> None:
-        now = self._clock()
-        if now < self._next_at:
-            self._suppressed += 1
-            return
-        more = f" ({self._suppressed} more like it since the last warning)" if self._suppressed else ""
-        self._log.warning(
-            "%s%s; further ones in the next %.0fs are counted, not logged", message, more, self._quiet_s
-        )
-        self._suppressed = 0
-        self._next_at = now + self._quiet_s
 
 
 class _Undecodable:

@@ -1,7 +1,7 @@
-"""What every MongoDB repository shares: the document type and one bounded, translated operation.
+"""Bounded MongoDB operations: the one place where pymongo's errors become the backend's exceptions.
 
-pymongo's errors never leave a repository: they become Unavailable or DeadlineExceeded here, with a
-message naming the store ("the fruit store", "the user store") and what could not be done.
+Every repository (fruits, monitoring, ...) runs its operations inside `MongoOperations.bounded`, which
+limits each by the smaller of the repository's timeout and the caller's remaining deadline.
 """
 
 from __future__ import annotations
@@ -27,37 +27,45 @@ _DEADLINE_MARGIN_S = 0.1
 _MIN_BUDGET_S = 0.01
 
 
-@contextlib.asynccontextmanager
-async def bounded_operation(
-    client: AsyncMongoClient[Document],
-    what: str,
-    *,
-    timeout_s: float,
-    time_left: float | None,
-    store: str,
-) -> AsyncIterator[None]:
-    """Bound one operation by the smaller of timeout_s and the caller's remaining time."""
-    budget = timeout_s
-    if time_left is not None:
-        budget = max(_MIN_BUDGET_S, min(budget, time_left - _DEADLINE_MARGIN_S))
-    unavailable = f"{store} (MongoDB) is unavailable; could not {what}"
-    try:
-        # pymongo.timeout gives precise errors, but server selection overshoots it by up to its
-        # 0.5 s heartbeat pause; asyncio.timeout is the hard stop that keeps the call's deadline.
-        async with asyncio.timeout(budget):
-            with pymongo.timeout(budget):
-                yield
-    except TimeoutError as exc:
-        if not client.topology_description.has_readable_server():
-            logger.warning("MongoDB unreachable while trying to %s", what)
+class MongoOperations:
+    """Bounds and error mapping for one store kept in MongoDB (`store` names it in messages)."""
+
+    def __init__(self, client: AsyncMongoClient[Document], *, store: str, timeout_s: float) -> None:
+        self._client = client
+        self._store = store
+        self.timeout_s = timeout_s
+
+    @contextlib.asynccontextmanager
+    async def bounded(
+        self, what: str, time_left: float | None = None, *, budget_s: float | None = None, quiet: bool = False
+    ) -> AsyncIterator[None]:
+        """Bound one operation by the smaller of the store's timeout (or budget_s) and time_left.
+
+        quiet: the caller logs failures itself (e.g. once per burst), so no warning here.
+        """
+        warn = (lambda *args: None) if quiet else logger.warning
+        budget = budget_s or self.timeout_s
+        if time_left is not None:
+            budget = max(_MIN_BUDGET_S, min(budget, time_left - _DEADLINE_MARGIN_S))
+        unavailable = f"the {self._store} (MongoDB) is unavailable; could not {what}"
+        too_slow = f"the {self._store} did not answer in time; could not {what}"
+        try:
+            # pymongo.timeout gives precise errors, but server selection overshoots it by up to its
+            # 0.5 s heartbeat pause; asyncio.timeout is the hard stop that keeps the call's deadline.
+            async with asyncio.timeout(budget):
+                with pymongo.timeout(budget):
+                    yield
+        except TimeoutError as exc:
+            if not self._client.topology_description.has_readable_server():
+                warn("MongoDB unreachable while trying to %s", what)
+                raise Unavailable(unavailable) from exc
+            raise DeadlineExceeded(too_slow) from exc
+        # Order matters: the timeouts below are subclasses of ConnectionFailure.
+        except ServerSelectionTimeoutError as exc:
+            warn("MongoDB unreachable while trying to %s: %s", what, exc)
             raise Unavailable(unavailable) from exc
-        raise DeadlineExceeded(f"{store} did not answer in time; could not {what}") from exc
-    # Order matters: the timeouts below are subclasses of ConnectionFailure.
-    except ServerSelectionTimeoutError as exc:
-        logger.warning("MongoDB unreachable while trying to %s: %s", what, exc)
-        raise Unavailable(unavailable) from exc
-    except (NetworkTimeout, ExecutionTimeout) as exc:
-        raise DeadlineExceeded(f"{store} did not answer in time; could not {what}") from exc
-    except ConnectionFailure as exc:
-        logger.warning("lost the connection to MongoDB while trying to %s: %s", what, exc)
-        raise Unavailable(unavailable) from exc
+        except (NetworkTimeout, ExecutionTimeout) as exc:
+            raise DeadlineExceeded(too_slow) from exc
+        except ConnectionFailure as exc:
+            warn("lost the connection to MongoDB while trying to %s: %s", what, exc)
+            raise Unavailable(unavailable) from exc

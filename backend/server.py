@@ -2,9 +2,9 @@
 
 `open_backend(settings)` builds every dependency (one MongoDB client shared by every repository, the
 model client, the accounts) and the server around them, and closes them in order; `serve()`, the
-test fixtures and the benchmarks all go through it. `open_stores(settings)` is its MongoDB half,
-which the user CLI (`python -m backend.auth`) uses without a server. `create_server` registers
-the services on a grpc.aio server, behind the error mapping and the policy interceptor.
+test fixtures and the benchmarks all go through it. `open_mongo` and `open_accounts` are its user
+half, which the user CLI (`python -m backend.auth`) uses without a server. `create_server`
+registers the services on a grpc.aio server, behind the error mapping and the policy interceptor.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +23,12 @@ from fruitstack.v1 import (
     auth_pb2_grpc,
     fruits_pb2,
     fruits_pb2_grpc,
+    monitoring_pb2,
+    monitoring_pb2_grpc,
     predictions_pb2,
     predictions_pb2_grpc,
+    retraining_pb2,
+    retraining_pb2_grpc,
 )
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -46,6 +50,7 @@ from backend.fruits.servicer import FruitServicer
 from backend.health_watcher import (
     AUTH_SERVICE,
     FRUIT_SERVICE,
+    MONITORING_SERVICE,
     NOT_SERVING,
     OVERALL,
     PREDICTION_SERVICE,
@@ -54,8 +59,16 @@ from backend.health_watcher import (
 )
 from backend.interceptors import ErrorMappingInterceptor
 from backend.mongo import Document
+from backend.monitoring.monitor import Monitor
+from backend.monitoring.prediction_log import PredictionLog
+from backend.monitoring.repository import MonitoringRepository
+from backend.monitoring.servicer import MonitoringServicer
 from backend.prediction import ModelClient, Predictor
 from backend.prediction.servicer import PredictionServicer
+from backend.retraining.prefect_api import PrefectApi
+from backend.retraining.repository import RetrainingRepository
+from backend.retraining.retrainer import Retrainer
+from backend.retraining.servicer import RetrainingServicer
 
 logger = logging.getLogger(__name__)
 
@@ -74,21 +87,29 @@ class BackendServer:
     """
 
     def __init__(
-        self, server: aio.Server, *, health_servicer: Any, watchers: list[DependencyWatcher]
+        self,
+        server: aio.Server,
+        *,
+        health_servicer: Any,
+        watchers: list[DependencyWatcher],
+        background: dict[str, Callable[[], Coroutine[Any, Any, None]]],
     ) -> None:
         self.grpc_server = server
         self.health = health_servicer
         self._watchers = watchers
+        self._background = background  # long-running jobs by name: the prediction log, drift checks
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.grpc_server.start()
         await self.health.set(OVERALL, SERVING)
         for watcher in self._watchers:
-            await self.health.set(watcher.service, NOT_SERVING)
+            for service in watcher.services:
+                await self.health.set(service, NOT_SERVING)
         # One check before returning, so that a started server reports its real state.
         await asyncio.gather(*(watcher.check_once() for watcher in self._watchers))
         self._tasks = [asyncio.create_task(w.run(), name=f"health:{w.service}") for w in self._watchers]
+        self._tasks += [asyncio.create_task(job(), name=name) for name, job in self._background.items()]
 
     async def stop(self, grace: float | None) -> None:
         """Report NOT_SERVING everywhere first, then let in-flight calls finish within grace seconds."""
@@ -115,13 +136,66 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
+@asynccontextmanager
+async def open_mongo(settings: Settings) -> AsyncIterator[AsyncMongoClient[Document]]:
+    """The one MongoDB client every repository shares, closed on exit; connected lazily."""
+    timeout_ms = settings.mongodb_timeout_ms
+    mongo: AsyncMongoClient[Document] = AsyncMongoClient(
+        settings.mongodb_uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        appname="fruitstack-backend",
+    )
+    try:
+        yield mongo
+    finally:
+        await mongo.close()
+
+
+def open_accounts(mongo: AsyncMongoClient[Document], settings: Settings, tokens: TokenCodec) -> Accounts:
+    """Users and logins on the shared client (also what the user-admin CLI works with)."""
+    users = UserRepository(
+        mongo, database=settings.mongodb_database, timeout_s=settings.mongodb_timeout_ms / 1000
+    )
+    password = settings.first_admin_password.get_secret_value()
+    return Accounts(
+        users,
+        tokens=tokens,
+        passwords=Passwords(),
+        limit=LoginLimit(max_attempts=settings.login_max_attempts, window_s=settings.login_window_s),
+        first_admin=(settings.first_admin_username, password) if password else None,
+    )
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The server (built, not started) and the dependencies it was built from."""
+
+    server: BackendServer
+    port: int
+    mongo: AsyncMongoClient[Document]
+    fruits: FruitRepository
+    accounts: Accounts
+    tokens: TokenCodec
+    predictor: Predictor
+    monitoring: MonitoringRepository
+    prediction_log: PredictionLog
+    monitor: Monitor
+    retrainer: Retrainer
+
+
 def create_server(
     settings: Settings,
     *,
-    repository: FruitRepository,
-    predictor: Predictor,
+    fruits: FruitRepository,
     accounts: Accounts,
     tokens: TokenCodec,
+    predictor: Predictor,
+    monitoring: MonitoringRepository,
+    prediction_log: PredictionLog,
+    monitor: Monitor,
+    retrainer: Retrainer,
 ) -> tuple[BackendServer, int]:
     """Build (not start) the server with every service registered; returns it and its bound port."""
     # Order matters: the error mapping is outermost, so the policy's refusals become statuses too.
@@ -131,8 +205,15 @@ def create_server(
     ]
     server = aio.server(interceptors=interceptors, options=MESSAGE_SIZE_OPTIONS)
     page_tokens = PageTokenCodec(settings.page_token_secret.get_secret_value().encode())
-    fruits_pb2_grpc.add_FruitServiceServicer_to_server(FruitServicer(repository, page_tokens), server)
-    predictions_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(predictor), server)
+    fruits_pb2_grpc.add_FruitServiceServicer_to_server(FruitServicer(fruits, page_tokens), server)
+    log = prediction_log if settings.prediction_log_enabled else None
+    predictions_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(predictor, log=log), server
+    )
+    monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
+        MonitoringServicer(monitor, prediction_log), server
+    )
+    retraining_pb2_grpc.add_RetrainingServiceServicer_to_server(RetrainingServicer(retrainer), server)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(accounts, tokens), server)
 
     health_servicer = HealthServicer()
@@ -141,6 +222,8 @@ def create_server(
         [
             fruits_pb2.DESCRIPTOR.services_by_name["FruitService"].full_name,
             predictions_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+            monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name,
+            retraining_pb2.DESCRIPTOR.services_by_name["RetrainingService"].full_name,
             auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
@@ -153,10 +236,16 @@ def create_server(
         port = server.add_insecure_port(address)
     else:
         port = server.add_secure_port(address, credentials)
+
+    async def mongo_ready() -> None:
+        await fruits.check()
+        await monitoring.prepare()
+
     watchers = [
         DependencyWatcher(
             service=FRUIT_SERVICE,
-            probe=repository.check,
+            also=(MONITORING_SERVICE,),
+            probe=mongo_ready,
             health=health_servicer,
             interval_s=settings.mongodb_check_interval_s,
         ),
@@ -173,92 +262,84 @@ def create_server(
             interval_s=settings.mongodb_check_interval_s,
         ),
     ]
-    return BackendServer(server, health_servicer=health_servicer, watchers=watchers), port
-
-
-@dataclass(frozen=True)
-class Stores:
-    """The MongoDB client and every repository on it."""
-
-    mongo: AsyncMongoClient[Document]
-    fruits: FruitRepository
-    accounts: Accounts
-    tokens: TokenCodec
-
-
-@asynccontextmanager
-async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
-    """One MongoDB client shared by every repository, closed on exit; connected lazily."""
-    timeout_ms = settings.mongodb_timeout_ms
-    mongo: AsyncMongoClient[Document] = AsyncMongoClient(
-        settings.mongodb_uri,
-        tz_aware=True,
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-        appname="fruitstack-backend",
-    )
-    try:
-        timeout_s = timeout_ms / 1000
-        fruits = FruitRepository(mongo, database=settings.mongodb_database, timeout_s=timeout_s)
-        users = UserRepository(mongo, database=settings.mongodb_database, timeout_s=timeout_s)
-        tokens = access_tokens(settings)
-        password = settings.first_admin_password.get_secret_value()
-        accounts = Accounts(
-            users,
-            tokens=tokens,
-            passwords=Passwords(),
-            limit=LoginLimit(max_attempts=settings.login_max_attempts, window_s=settings.login_window_s),
-            first_admin=(settings.first_admin_username, password) if password else None,
-        )
-        yield Stores(mongo=mongo, fruits=fruits, accounts=accounts, tokens=tokens)
-    finally:
-        await mongo.close()
-
-
-@dataclass(frozen=True)
-class Backend:
-    """The server (built, not started) and the dependencies it was built from."""
-
-    server: BackendServer
-    port: int
-    mongo: AsyncMongoClient[Document]
-    fruits: FruitRepository
-    accounts: Accounts
-    tokens: TokenCodec
-    predictor: Predictor
+    background = {"prediction-log": prediction_log.run, "drift-checks": monitor.run}
+    return BackendServer(
+        server, health_servicer=health_servicer, watchers=watchers, background=background
+    ), port
 
 
 @asynccontextmanager
 async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
-    """Every dependency of the backend and the server, closed in order (server, model, MongoDB) on exit.
+    """Every dependency of the backend and the server, closed in order on exit.
 
-    MongoDB is connected lazily, so the backend starts (and reports NOT_SERVING) while it is down.
+    Order of closing: the server (in-flight calls drain), the prediction log (what is queued is
+    written), Prefect's and the model's clients, MongoDB. MongoDB is connected lazily, so the backend
+    starts (and reports NOT_SERVING) while it is down.
     """
-    async with open_stores(settings) as stores:
+    async with open_mongo(settings) as mongo:
         model_client = ModelClient(settings.model_url, default_timeout=settings.model_timeout_s)
+        prefect = PrefectApi(settings.prefect_api_url, timeout_s=settings.prefect_timeout_s)
         try:
+            database, timeout_s = settings.mongodb_database, settings.mongodb_timeout_ms / 1000
+            tokens = access_tokens(settings)
+            accounts = open_accounts(mongo, settings, tokens)
+            fruits = FruitRepository(mongo, database=database, timeout_s=timeout_s)
+            monitoring = MonitoringRepository(
+                mongo, database=database, timeout_s=timeout_s, retention_s=settings.prediction_log_retention_s
+            )
+            prediction_log = PredictionLog(
+                monitoring,
+                queue_size=settings.prediction_log_queue,
+                bucket_rows=settings.drift_bucket_rows,
+                bucket_s=settings.drift_bucket_s,
+                write_timeout_s=timeout_s,
+            )
             predictor = Predictor(model_client)
+            retrainer = Retrainer(
+                api=prefect,
+                repository=RetrainingRepository(mongo, database=database, timeout_s=timeout_s),
+                deployment=settings.retraining_deployment,
+            )
+            monitor = Monitor(
+                repository=monitoring,
+                log=prediction_log,
+                predictor=predictor,
+                window_predictions=settings.drift_window_predictions,
+                alpha=settings.drift_alpha,
+                check_interval_s=settings.drift_check_interval_s,
+                on_drift_event=retrainer.on_drift_event if settings.retrain_on_drift else None,
+            )
             server, port = create_server(
                 settings,
-                repository=stores.fruits,
+                fruits=fruits,
+                accounts=accounts,
+                tokens=tokens,
                 predictor=predictor,
-                accounts=stores.accounts,
-                tokens=stores.tokens,
+                monitoring=monitoring,
+                prediction_log=prediction_log,
+                monitor=monitor,
+                retrainer=retrainer,
             )
             try:
                 yield Backend(
                     server=server,
                     port=port,
-                    mongo=stores.mongo,
-                    fruits=stores.fruits,
-                    accounts=stores.accounts,
-                    tokens=stores.tokens,
+                    mongo=mongo,
+                    fruits=fruits,
+                    accounts=accounts,
+                    tokens=tokens,
                     predictor=predictor,
+                    monitoring=monitoring,
+                    prediction_log=prediction_log,
+                    monitor=monitor,
+                    retrainer=retrainer,
                 )
             finally:
                 await server.stop(0)  # a no-op when it was stopped (gracefully) already
+                await prediction_log.close()
                 await predictor.close()
         finally:
+            await prefect.close()
             await model_client.close()
 
 

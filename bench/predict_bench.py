@@ -4,7 +4,10 @@ In one run, on this machine, three scenarios, all servers up but loaded one at a
 not compete for the cores):
   (a) baseline: a minimal FastAPI app with the joblib model in-process (bench/baseline_app.py);
   (b) ceiling:  an empty grpc.aio server answering Predict with a constant (bench/empty_server.py);
-  (c) fruitstack: `python -m backend` in front of a real `bentoml serve`, plus a 1M-row PredictBatch.
+  (c) fruitstack: `python -m backend` in front of a real `bentoml serve`, plus a 1M-row PredictBatch;
+      the backend logs every prediction to a real nx-27017 (issue 12);
+  (d) fruitstack, log off: the same with PREDICTION_LOG_ENABLED=false, the reference for what
+      logging costs on the prediction path.
 Each is driven by 1 and 32 closed-loop callers from this process, in interleaved rounds (medians
 reported; ratios taken round by round); the model is trained afresh into a temporary BentoML home,
 so the run depends on nothing but the code.
@@ -43,7 +46,7 @@ from rich.table import Table
 from backend import container_probe
 from backend.prediction import wire
 from bench.load import CpuProbe, LoadResult, grpc_load, http_load
-from scripts.processes import ROOT, ManagedProcess, free_port, http_ok
+from scripts.processes import ROOT, ManagedProcess, MlflowServer, NxServer, free_port, http_ok
 
 BENTO_DIR = ROOT / "bento"
 PREDICTION_SERVICE = "fruitstack.v1.PredictionService"
@@ -59,16 +62,35 @@ class RatioTarget:
     measure: str
     bound: float
     at_least: bool
+    issue: int = 6
 
 
-# Targets of issue 6 for Predict through the backend and the model service.
+LOG_OFF = "fruitstack, log off"
+
+# Targets for Predict through the backend and the model service: issue 6 (against the references)
+# and issue 12 (logging every prediction against not logging).
 RATIO_TARGETS = (
     RatioTarget("32 callers: req/s vs baseline", 32, "baseline", "throughput", 2.5, at_least=True),
     RatioTarget("32 callers: req/s vs empty server", 32, "ceiling", "throughput", 0.8, at_least=True),
     RatioTarget("32 callers: p99 vs baseline p99", 32, "baseline", "p99_ms", 0.5, at_least=False),
     RatioTarget("1 caller: p50 vs baseline p50", 1, "baseline", "p50_ms", 2.0, at_least=False),
+    RatioTarget("32 callers: req/s, log on vs off", 32, LOG_OFF, "throughput", 0.9, at_least=True, issue=12),
+    RatioTarget("32 callers: p99, log on vs off", 32, LOG_OFF, "p99_ms", 1.2, at_least=False, issue=12),
 )
 TARGET_BULK_ROWS_PER_S = 1_000_000
+
+
+def predictions_serving(target: str) -> bool:
+    return container_probe.check(target, service=PREDICTION_SERVICE) == "SERVING"
+
+
+@contextlib.contextmanager
+def nx_server(data_dir: Path) -> Iterator[NxServer]:
+    server = NxServer(data_dir).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def grpc_answers(target: str) -> bool:
@@ -90,8 +112,14 @@ def running(process: ManagedProcess, ready: Any, timeout: float = 120) -> Iterat
         process.stop()
 
 
-def train(home: Path, artifact: Path) -> None:
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
+def train(home: Path, artifact: Path, tracking_uri: str) -> None:
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
     subprocess.run(
         [sys.executable, "train.py", "--quiet", "--output", str(artifact)],
         cwd=BENTO_DIR,
@@ -99,6 +127,15 @@ def train(home: Path, artifact: Path) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+
+
+@contextlib.contextmanager
+def registry_server(server: MlflowServer) -> Iterator[MlflowServer]:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def sample_rows(model: predictions_pb2.Model, n: int, seed: int = 0) -> list[dict[str, float]]:
@@ -235,19 +272,28 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=max(Console().width, 130))  # the tables stay readable in CI logs
     conc: list[int] = args.concurrency
 
-    with tempfile.TemporaryDirectory(prefix="fruitstack-bench-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="fruitstack-bench-") as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
         home, artifact = tmp / "bentoml", tmp / "model.pkl"
-        console.log("training the model into a temporary BentoML home")
-        train(home, artifact)
+        console.log("starting a temporary MLflow registry and registering the model in it")
+        (tmp / "mlflow").mkdir()
+        registry = stack.enter_context(registry_server(MlflowServer(tmp / "mlflow")))
+        train(home, artifact, registry.url)
         bento_env = {
             "BENTOML_HOME": str(home),
             "BENTOML_DO_NOT_TRACK": "True",
             "FRUITSTACK_MODEL_STATE_DIR": str(home / "fruitstack"),
+            "MLFLOW_TRACKING_URI": registry.url,
+            # Measure scoring alone: no alias lookups in the background during the rounds.
+            "FRUITSTACK_MODEL_POLL_INTERVAL_S": "0",
         }
 
         model_port, grpc_port, http_port, empty_port = free_port(), free_port(), free_port(), free_port()
         target, empty_target = f"127.0.0.1:{grpc_port}", f"127.0.0.1:{empty_port}"
+        quiet_port = free_port()
+        quiet_target = f"127.0.0.1:{quiet_port}"
+        # The prediction log's MongoDB: a real nx-27017, as under `nox -s dev`.
+        mongo = stack.enter_context(nx_server(tmp / "nx-27017"))
         # (c) fruitstack: backend + model service.
         model_service = ManagedProcess(
             "bentoml",
@@ -256,23 +302,26 @@ def main(argv: list[str] | None = None) -> int:
             env=bento_env,
             cwd=BENTO_DIR,
         )
-        backend = ManagedProcess(
-            "backend",
-            [sys.executable, "-m", "backend"],
-            log_dir=tmp,
-            env={
+
+        def backend_process(name: str, port: int, **extra: str) -> ManagedProcess:
+            env = {
                 "GRPC_HOST": "127.0.0.1",
-                "GRPC_PORT": str(grpc_port),
+                "GRPC_PORT": str(port),
                 "MODEL_URL": f"http://127.0.0.1:{model_port}",
-                # MongoDB is not needed for predictions; FruitService just reports NOT_SERVING.
-                "MONGODB_URI": f"mongodb://127.0.0.1:{free_port()}",
+                "MONGODB_URI": mongo.uri,
+                "MONGODB_DATABASE": name.replace(" ", "_").replace(",", ""),
                 "LOCAL_MODE": "true",
                 # No MongoDB, so no users to sign in: predictions are anonymous reads here (the
                 # policy interceptor still runs for every call, as in production).
                 "ALLOW_ANONYMOUS_READS": "true",
                 "LOG_LEVEL": "WARNING",
-            },
-        )
+                **extra,
+            }
+            return ManagedProcess(name, [sys.executable, "-m", "backend"], log_dir=tmp, env=env)
+
+        backend = backend_process("backend", grpc_port)
+        # (d) the same backend, logging nothing.
+        quiet_backend = backend_process("backend-log-off", quiet_port, PREDICTION_LOG_ENABLED="false")
         # (b) ceiling: an empty grpc.aio server.
         empty_server = ManagedProcess(
             "empty", [sys.executable, "-m", "bench.empty_server", str(empty_port)], log_dir=tmp
@@ -281,14 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             servers.enter_context(
                 running(model_service, lambda: http_ok(f"http://127.0.0.1:{model_port}/readyz"))
             )
-            servers.enter_context(
-                running(
-                    backend,
-                    lambda: (
-                        container_probe.check(target, service="fruitstack.v1.PredictionService") == "SERVING"
-                    ),
-                )
-            )
+            for process, address in ((backend, target), (quiet_backend, quiet_target)):
+                servers.enter_context(running(process, functools.partial(predictions_serving, address)))
             model = asyncio.run(fetch_model(target))
             bodies = sample_rows(model, 1000)
             console.log(f"model {model.name}:{model.version} ({model.dataset}); backend + model service up")
@@ -316,7 +359,13 @@ def main(argv: list[str] | None = None) -> int:
                     grpc_load, empty_target, bodies, cpu=cpu_probe(ceiling=empty_server)
                 ),
                 "fruitstack": functools.partial(
-                    grpc_load, target, bodies, cpu=cpu_probe(backend=backend, model=model_service)
+                    grpc_load,
+                    target,
+                    bodies,
+                    cpu=cpu_probe(backend=backend, model=model_service, mongo=mongo.process),
+                ),
+                LOG_OFF: functools.partial(
+                    grpc_load, quiet_target, bodies, cpu=cpu_probe(backend=quiet_backend, model=model_service)
                 ),
             }
             results = measure(
@@ -434,7 +483,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     for name, row in report["bulk"].items():
         bulk_table.add_row(name, f"{row['rows']:,}", f"{row['seconds']:.3f}", f"{row['rows_per_s']:,.0f}")
     console.print(bulk_table)
-    targets = Table(title="Targets of issue 6")
+    targets = Table(title="Targets (issues 6 and 12)")
     for heading in ("check", "median", "rounds' range", "target", "met"):
         targets.add_column(heading)
     for row in report["targets"]:

@@ -1,4 +1,4 @@
-"""The fruitstack model service: predictions from the newest verified model in the BentoML store."""
+"""The fruitstack model service: predictions from the champion of the MLflow model registry, verified."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 from bentoml.validators import ContentType
-from fruitstack_model.exceptions import InvalidInput
+from fruitstack_model.exceptions import InvalidInput, ModelServiceError, error_response
 from fruitstack_model.inputs import matrix_from_npy, matrix_from_rows, row_from_features, unscorable_rows
-from fruitstack_model.live_model import LiveModel, VersionMarker
-from fruitstack_model.model_store import MODEL_NAME, LoadedModel, load_verified
-from fruitstack_model.schemas import ModelInfo, NpyProbabilities, Prediction, Reload, RowPredictions
+from fruitstack_model.live_model import LiveModel, ModelSource, VersionMarker
+from fruitstack_model.model_store import LoadedModel
+from fruitstack_model.registry import CHAMPION, Registry, VersionRecord, configure_http
+from fruitstack_model.schemas import ModelInfo, NpyProbabilities, Prediction, Reload, RowPredictions, Versions
 from fruitstack_model.settings import ServiceSettings
 from starlette.responses import Response
 
@@ -48,16 +49,33 @@ def _json(payload: dict[str, Any], version: str) -> Response:
     tracing={"excluded_urls": ["/predict_rows", "/predict_bulk"]},
 )
 class FruitstackModel:
-    """Scores rows with the model registered as `fruitstack-classifier` by train.py."""
+    """Scores rows with the champion of the registered model `fruitstack-classifier`.
 
-    stored = bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
+    No class-scope `bentoml.models.BentoModel`: that would pin one version into the bento at
+    `bentoml build` time, while the version to serve is decided in the registry at run time (the
+    BentoML store is only this service's cache of downloaded versions).
+    """
 
     def __init__(self) -> None:
         self.settings = ServiceSettings()
+        configure_http(timeout_s=self.settings.registry_timeout_s, retries=0)
+        registry = Registry(self.settings.tracking_uri, self.settings.registered_model)
+        self.source = ModelSource(registry)
         state_dir = self.settings.state_dir or _default_state_dir()
-        self.live = LiveModel(
-            load_verified(self.stored), marker=VersionMarker(state_dir / f"{MODEL_NAME}.serving")
-        )
+        marker = VersionMarker(state_dir / f"{registry.name}.serving")
+        self.live = LiveModel.start(self.source, marker=marker)
+        self._polling: asyncio.Task[None] | None = None
+
+    @bentoml.on_startup  # type: ignore[untyped-decorator]
+    async def _start_polling(self) -> None:
+        # A task of this worker's event loop, which exists only once the server runs (not in __init__).
+        if self.settings.poll_interval_s > 0:
+            self._polling = asyncio.create_task(self.live.poll(self.settings.poll_interval_s))
+
+    @bentoml.on_shutdown  # type: ignore[untyped-decorator]
+    async def _stop_polling(self) -> None:
+        if self._polling is not None:
+            self._polling.cancel()
 
     @bentoml.api(output_spec=Prediction)  # type: ignore[untyped-decorator]
     async def predict(self, features: dict[str, Any]) -> Response:
@@ -129,17 +147,42 @@ class FruitstackModel:
 
     @bentoml.api(output_spec=ModelInfo)  # type: ignore[untyped-decorator]
     async def model(self) -> Response:
-        """The served model's schema, metrics, training sample and provenance."""
+        """The served version: schema, metrics, training sample, provenance, and the registry's state."""
         model = await self.live.current()
-        return Response(
-            model.info_json, media_type="application/json", headers={VERSION_HEADER: model.version}
-        )
+        info = {**model.info(), "aliases": list(self.live.aliases), "registry": self.live.status.as_dict()}
+        return _json(info, model.version)
 
     @bentoml.api(output_spec=Reload)  # type: ignore[untyped-decorator]
-    async def reload(self) -> Response:
-        """Switch every worker to the newest registered model without a restart."""
-        previous, current = await self.live.reload()
+    async def reload(self, version: str = "") -> Response:
+        """Serve the champion in every worker (version empty), or roll back: make `version` the
+        champion (recorded as a manual decision) and serve it."""
+        try:
+            previous, current = await self.live.reload(version or None)
+        except ModelServiceError as exc:
+            return error_response(exc)
         return _json({"previous_version": previous, "current_version": current}, current)
+
+    @bentoml.api(output_spec=Versions)  # type: ignore[untyped-decorator]
+    async def versions(self) -> Response:
+        """Every registered version, newest first: run, metrics, aliases, created, the gate's decision."""
+        model = await self.live.current()
+        try:
+            body = await asyncio.to_thread(self._versions, model.version)
+        except ModelServiceError as exc:
+            return error_response(exc)
+        return _json(body, model.version)
+
+    def _versions(self, served: str) -> dict[str, Any]:
+        registry = self.source.registry
+        records = registry.versions()
+        return {
+            "name": registry.name,
+            "served_version": served,
+            "champion": next((r.version for r in records if CHAMPION in r.aliases), None),
+            "versions": [
+                _version_json(r, registry.run_metrics(r.run_id) if r.run_id else {}) for r in records
+            ],
+        }
 
     async def _score(self, model: LoadedModel, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         if len(rows) >= self.settings.thread_rows:
@@ -152,6 +195,36 @@ def _row_offset(ctx: bentoml.Context) -> int:
     if not raw.isdigit() or len(raw) > 18:
         raise InvalidInput(f"the {ROW_OFFSET_HEADER} header must be a non-negative integer, got {raw[:40]!r}")
     return int(raw)
+
+
+def _version_json(record: VersionRecord, metrics: dict[str, float]) -> dict[str, Any]:
+    gate = record.gate
+    return {
+        "version": record.version,
+        "run_id": record.run_id,
+        "created_at": record.created_at,
+        "aliases": list(record.aliases),
+        "metrics": metrics,
+        "sha256": record.sha256,
+        "gate": {
+            "decision": gate.get("decision"),
+            "metric": gate.get("metric"),
+            "margin": _number(gate.get("margin")),
+            "candidate_score": _number(gate.get("candidate_score")),
+            "champion_score": _number(gate.get("champion_score")),
+            "champion_version": gate.get("champion_version") or None,
+            "reason": gate.get("reason"),
+            "decided_at": gate.get("decided_at"),
+        },
+    }
+
+
+def _number(tag: str | None) -> float | None:
+    """Tags are strings; the gate wrote scores with repr(), and "" for no score."""
+    try:
+        return float(tag) if tag else None
+    except ValueError:
+        return None
 
 
 def _default_state_dir() -> Path:

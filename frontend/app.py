@@ -14,7 +14,9 @@ from frontend.modules.auth import PAGE_SCRIPT, auth_server, auth_ui
 from frontend.modules.bulk import bulk_server, bulk_ui
 from frontend.modules.fruits import fruits_server, fruits_ui
 from frontend.modules.model import model_server, model_ui
+from frontend.modules.monitoring import monitoring_server, monitoring_ui
 from frontend.modules.predict import predict_server, predict_ui
+from frontend.modules.retraining import retraining_server, retraining_ui
 from frontend.modules.status import status_server, status_ui
 
 _CSS = """
@@ -31,7 +33,8 @@ def app_ui() -> ui.Tag:
         ui.nav_panel("Fruits", fruits_ui("fruits"), value="fruits"),
         ui.nav_panel("Predict", predict_ui("predict"), value="predict"),
         ui.nav_panel("Bulk scoring", bulk_ui("bulk"), value="bulk"),
-        ui.nav_panel("Model", model_ui("model"), value="model"),
+        ui.nav_panel("Model", model_ui("model"), retraining_ui("retraining"), value="model"),
+        ui.nav_panel("Monitoring", monitoring_ui("monitoring"), value="monitoring"),
         ui.nav_spacer(),
         ui.nav_control(status_ui("status")),
         ui.nav_control(auth_ui("auth")),
@@ -66,6 +69,7 @@ def create_app(settings: Settings | None = None, *, client: FruitstackClient | N
             health=health,
             refresh_s=settings.model_refresh_s,
             retry_s=settings.poll_interval_s,
+            mlflow_ui_url=settings.mlflow_ui_url,
         )
         fruits_server(
             "fruits",
@@ -74,7 +78,15 @@ def create_app(settings: Settings | None = None, *, client: FruitstackClient | N
             page_size=settings.fruits_page_size,
             poll_interval_s=settings.poll_interval_s,
         )
-        predict_server("predict", client=client, model=model, health=health)
+        predict_server("predict", client=client, model=model, health=health, user=auth.user)
         bulk_server("bulk", client=client, model=model, health=health, chunk_rows=settings.bulk_chunk_rows)
+        monitoring_server("monitoring", client=client, health=health, refresh_s=settings.monitoring_refresh_s)
+        retraining_server(
+            "retraining",
+            client=client,
+            user=auth.user,
+            refresh_s=settings.retraining_refresh_s,
+            prefect_ui_url=settings.prefect_ui_url,
+        )
 
     return App(app_ui(), server)

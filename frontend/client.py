@@ -15,7 +15,7 @@ import contextlib
 import copy
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,8 +25,12 @@ from fruitstack.v1 import (
     auth_pb2_grpc,
     fruits_pb2,
     fruits_pb2_grpc,
+    monitoring_pb2,
+    monitoring_pb2_grpc,
     predictions_pb2,
     predictions_pb2_grpc,
+    retraining_pb2,
+    retraining_pb2_grpc,
 )
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
@@ -78,6 +82,7 @@ class Prediction:
     label: str
     probabilities: Mapping[str, float]
     model_version: str
+    prediction_id: str = ""  # for record_feedback; "" when the backend logs no predictions
 
 
 @dataclass(frozen=True)
@@ -104,10 +109,47 @@ class ModelInfo:
     metrics: Mapping[str, float]
     trained_at: datetime | None
     training_sample: TrainingSample = field(repr=False)
+    run_id: str = ""
+    aliases: tuple[str, ...] = ()
+    # The model service's last look at the registry: reachable, and why not.
+    registry_reachable: bool = True
+    registry_error: str = ""
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    decision: str  # "champion", "challenger", "manual" or "" (never gated)
+    metric: str
+    candidate_score: float
+    champion_score: float | None
+    champion_version: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: str
+    run_id: str
+    created_at: datetime | None
+    aliases: tuple[str, ...]
+    metrics: Mapping[str, float]
+    gate: GateDecision
+
+    @property
+    def is_champion(self) -> bool:
+        return "champion" in self.aliases
+
+
+@dataclass(frozen=True)
+class ModelVersions:
+    name: str
+    served_version: str
+    champion: str
+    versions: tuple[ModelVersion, ...]  # newest first
 
 
 @dataclass(frozen=True)
@@ -130,6 +172,141 @@ class BulkChunk:
     labels: tuple[str, ...]
     # One sequence per class (keyed by class name), one probability per row.
     probabilities: Mapping[str, Sequence[float]]
+
+
+@dataclass(frozen=True)
+class Feedback:
+    label: str
+    predicted_label: str
+    correct: bool
+    replaced: bool
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    feature: str
+    test: str
+    statistic: float
+    threshold: float
+    drift: bool
+    window_size: int
+    reference_size: int
+    # Both distributions over the same bins (len(edges) - 1 fractions each).
+    edges: tuple[float, ...]
+    reference_fractions: tuple[float, ...]
+    window_fractions: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class LabelDrift:
+    test: str
+    statistic: float
+    threshold: float
+    drift: bool
+    window_counts: Mapping[str, int]
+    reference_shares: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    model_version: str
+    window_size: int
+    reference_size: int
+    drift: bool
+    alpha: float
+    window_start: datetime | None
+    window_end: datetime | None
+    features: tuple[FeatureDrift, ...]
+    labels: LabelDrift | None
+
+
+@dataclass(frozen=True)
+class VersionAccuracy:
+    model_version: str
+    labelled: int
+    correct: int
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class TimePoint:
+    """A bin of a series: (predictions, bulk rows) or (labelled, correct)."""
+
+    start: datetime
+    a: int
+    b: int
+
+
+@dataclass(frozen=True)
+class LiveAccuracy:
+    versions: tuple[VersionAccuracy, ...]
+    over_time: tuple[TimePoint, ...]
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    at: datetime
+    model_version: str
+    score: float
+    drift: bool
+    window_size: int
+    drifted: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MonitoringStatus:
+    logged: int
+    dropped: int
+    queued: int
+    recent_checks: tuple[DriftCheck, ...]  # newest first
+    drift_events: tuple[DriftCheck, ...]
+
+
+@dataclass(frozen=True)
+class RetrainingOutcome:
+    result: str  # "promoted", "not promoted", "skipped" or "failed"
+    detail: str
+    metric: str
+    candidate_score: float | None
+    champion_score: float | None
+    candidate_version: str
+    champion_version: str
+    served_version: str
+    duration_s: float
+    feedback_rows: int  # feedback rows trained and evaluated on
+    train_rows: int
+    eval_rows: int
+
+
+@dataclass(frozen=True)
+class RetrainingRun:
+    id: str
+    name: str
+    trigger: str  # "schedule", "on demand" or "drift"
+    reason: str
+    state: str  # Prefect's: Scheduled, Pending, Running, Completed, Failed, Cancelled, ...
+    state_message: str
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    outcome: RetrainingOutcome | None
+
+
+@dataclass(frozen=True)
+class RetrainingStatus:
+    deployment: str
+    prefect_reachable: bool
+    prefect_error: str
+    schedule_interval_s: float
+    next_run_at: datetime | None
+    runs: tuple[RetrainingRun, ...]  # newest first
+    history_error: str
+
+
+@dataclass(frozen=True)
+class RetrainAsked:
+    run: RetrainingRun
+    running: RetrainingRun | None  # the run already going: `run` is then cancelled, not run twice
 
 
 @dataclass(frozen=True)
@@ -187,6 +364,15 @@ def _timestamp(ts: Timestamp, present: bool) -> datetime | None:
     return ts.ToDatetime(tzinfo=UTC) if present else None
 
 
+def _last(span_s: int) -> monitoring_pb2.TimeRange:
+    """The time range ending now and reaching span_s seconds back."""
+    time_range = monitoring_pb2.TimeRange()
+    now = datetime.now(UTC)
+    time_range.end.FromDatetime(now)
+    time_range.start.FromDatetime(now - timedelta(seconds=span_s))
+    return time_range
+
+
 def _fruit(message: fruits_pb2.Fruit) -> Fruit:
     return Fruit(
         id=message.id,
@@ -208,6 +394,61 @@ def _model(message: predictions_pb2.Model) -> ModelInfo:
         training_sample=TrainingSample(
             columns={c.name: list(c.values) for c in sample.columns}, labels=list(sample.labels)
         ),
+        run_id=message.run_id,
+        aliases=tuple(message.aliases),
+        registry_reachable=message.registry.reachable or not message.HasField("registry"),
+        registry_error=message.registry.error,
+    )
+
+
+def _version(message: predictions_pb2.ModelVersion) -> ModelVersion:
+    gate = message.gate
+    return ModelVersion(
+        version=message.version,
+        run_id=message.run_id,
+        created_at=_timestamp(message.created_at, message.HasField("created_at")),
+        aliases=tuple(message.aliases),
+        metrics=dict(message.metrics),
+        gate=GateDecision(
+            decision=gate.decision,
+            metric=gate.metric,
+            candidate_score=gate.candidate_score,
+            champion_score=gate.champion_score if gate.HasField("champion_score") else None,
+            champion_version=gate.champion_version,
+            reason=gate.reason,
+        ),
+    )
+
+
+def _retraining_run(message: retraining_pb2.RetrainingRun) -> RetrainingRun:
+    outcome = None
+    if message.HasField("outcome"):
+        o = message.outcome
+        outcome = RetrainingOutcome(
+            result=o.result,
+            detail=o.detail,
+            metric=o.metric,
+            candidate_score=o.candidate_score if o.HasField("candidate_score") else None,
+            champion_score=o.champion_score if o.HasField("champion_score") else None,
+            candidate_version=o.candidate_version,
+            champion_version=o.champion_version,
+            served_version=o.served_version,
+            duration_s=o.duration_s,
+            feedback_rows=o.data.feedback_train_rows + o.data.feedback_eval_rows,
+            train_rows=o.data.train_rows,
+            eval_rows=o.data.eval_rows,
+        )
+    return RetrainingRun(
+        id=message.id,
+        name=message.name,
+        trigger=message.trigger,
+        reason=message.reason,
+        state=message.state,
+        state_message=message.state_message,
+        scheduled_at=_timestamp(message.scheduled_at, message.HasField("scheduled_at")),
+        started_at=_timestamp(message.started_at, message.HasField("started_at")),
+        finished_at=_timestamp(message.finished_at, message.HasField("finished_at")),
+        outcome=outcome,
     )
 
 
@@ -227,7 +468,7 @@ def _bulk_chunk(message: predictions_pb2.PredictBatchResponse) -> BulkChunk:
 
 
 class FruitstackClient:
-    """Async client of the backend's FruitService, PredictionService and health service.
+    """Async client of the backend's services (fruits, predictions, monitoring, retraining, health).
 
     One channel is shared by every browser session: a gRPC channel multiplexes calls. It is opened
     on first use, inside the event loop that serves the app; with `ca_file` it is TLS, trusting
@@ -281,6 +522,12 @@ class FruitstackClient:
 
     def _auth(self) -> auth_pb2_grpc.AuthServiceAsyncStub:
         return auth_pb2_grpc.AuthServiceStub(self._open())
+
+    def _monitoring(self) -> monitoring_pb2_grpc.MonitoringServiceAsyncStub:
+        return monitoring_pb2_grpc.MonitoringServiceStub(self._open())
+
+    def _retraining(self) -> retraining_pb2_grpc.RetrainingServiceAsyncStub:
+        return retraining_pb2_grpc.RetrainingServiceStub(self._open())
 
     async def close(self) -> None:
         if self._shared[0] is not None:
@@ -395,6 +642,7 @@ class FruitstackClient:
             label=response.label,
             probabilities=dict(response.probabilities),
             model_version=response.model_version,
+            prediction_id=response.prediction_id,
         )
 
     async def predict_bulk(
@@ -421,15 +669,143 @@ class FruitstackClient:
         response = await self._call(self._predictions().GetModel, predictions_pb2.GetModelRequest())
         return _model(response.model)
 
-    async def update_model(self) -> ModelUpdate:
+    async def update_model(self, *, version: str = "") -> ModelUpdate:
+        """Serve `version`, or the registry's champion when empty (a rollback when it is an older one)."""
         # Loading and verifying a model takes longer than a lookup.
         response = await self._call(
             self._predictions().UpdateModel,
-            predictions_pb2.UpdateModelRequest(),
+            predictions_pb2.UpdateModelRequest(version=version),
             timeout_s=self._timeout_s * 3,
         )
         return ModelUpdate(
             previous_version=response.previous_version, current_version=response.current_version
+        )
+
+    async def list_model_versions(self) -> ModelVersions:
+        response = await self._call(
+            self._predictions().ListModelVersions, predictions_pb2.ListModelVersionsRequest()
+        )
+        return ModelVersions(
+            name=response.name,
+            served_version=response.served_version,
+            champion=response.champion,
+            versions=tuple(_version(v) for v in response.versions),
+        )
+
+    # MonitoringService
+
+    async def record_feedback(self, *, prediction_id: str, label: str) -> Feedback:
+        request = monitoring_pb2.RecordFeedbackRequest(prediction_id=prediction_id, label=label)
+        response = await self._call(self._monitoring().RecordFeedback, request)
+        return Feedback(
+            label=response.label,
+            predicted_label=response.predicted_label,
+            correct=response.correct,
+            replaced=response.replaced,
+        )
+
+    async def drift_report(self, *, last_predictions: int | None = None) -> DriftReport:
+        request = monitoring_pb2.GetDriftReportRequest()
+        if last_predictions is not None:
+            request.last_predictions = last_predictions
+        report = (await self._call(self._monitoring().GetDriftReport, request)).report
+        labels = report.labels if report.HasField("labels") else None
+        return DriftReport(
+            model_version=report.model_version,
+            window_size=report.window_size,
+            reference_size=report.reference_size,
+            drift=report.drift,
+            alpha=report.alpha,
+            window_start=_timestamp(report.window_start, report.HasField("window_start")),
+            window_end=_timestamp(report.window_end, report.HasField("window_end")),
+            features=tuple(
+                FeatureDrift(
+                    feature=f.feature,
+                    test=f.test,
+                    statistic=f.statistic,
+                    threshold=f.threshold,
+                    drift=f.drift,
+                    window_size=f.window_size,
+                    reference_size=f.reference_size,
+                    edges=tuple(f.reference.edges),
+                    reference_fractions=tuple(f.reference.fractions),
+                    window_fractions=tuple(f.window.fractions),
+                )
+                for f in report.features
+            ),
+            labels=None
+            if labels is None
+            else LabelDrift(
+                test=labels.test,
+                statistic=labels.statistic,
+                threshold=labels.threshold,
+                drift=labels.drift,
+                window_counts=dict(labels.window_counts),
+                reference_shares=dict(labels.reference_shares),
+            ),
+        )
+
+    async def live_accuracy(self, *, span_s: int = 3600, interval_s: int = 60) -> LiveAccuracy:
+        request = monitoring_pb2.GetLiveAccuracyRequest(time_range=_last(span_s), interval_s=interval_s)
+        response = await self._call(self._monitoring().GetLiveAccuracy, request)
+        return LiveAccuracy(
+            versions=tuple(
+                VersionAccuracy(v.model_version, v.labelled, v.correct, v.accuracy) for v in response.versions
+            ),
+            over_time=tuple(
+                TimePoint(p.start.ToDatetime(tzinfo=UTC), p.labelled, p.correct) for p in response.over_time
+            ),
+        )
+
+    async def prediction_counts(self, *, span_s: int = 3600, interval_s: int = 60) -> tuple[TimePoint, ...]:
+        request = monitoring_pb2.GetPredictionCountsRequest(time_range=_last(span_s), interval_s=interval_s)
+        response = await self._call(self._monitoring().GetPredictionCounts, request)
+        return tuple(
+            TimePoint(p.start.ToDatetime(tzinfo=UTC), p.predictions, p.bulk_rows) for p in response.points
+        )
+
+    async def monitoring_status(self) -> MonitoringStatus:
+        response = await self._call(
+            self._monitoring().GetMonitoringStatus, monitoring_pb2.GetMonitoringStatusRequest()
+        )
+
+        def check(c: monitoring_pb2.DriftCheck) -> DriftCheck:
+            return DriftCheck(
+                c.at.ToDatetime(tzinfo=UTC),
+                c.model_version,
+                c.score,
+                c.drift,
+                c.window_size,
+                tuple(c.drifted),
+            )
+
+        return MonitoringStatus(
+            logged=response.logged,
+            dropped=response.dropped,
+            queued=response.queued,
+            recent_checks=tuple(check(c) for c in response.recent_checks),
+            drift_events=tuple(check(c) for c in response.drift_events),
+        )
+
+    # RetrainingService
+
+    async def retrain(self, *, reason: str = "") -> RetrainAsked:
+        response = await self._call(self._retraining().Retrain, retraining_pb2.RetrainRequest(reason=reason))
+        running = _retraining_run(response.running) if response.HasField("running") else None
+        return RetrainAsked(run=_retraining_run(response.run), running=running)
+
+    async def retraining_status(self, *, limit: int = 10) -> RetrainingStatus:
+        response = await self._call(
+            self._retraining().GetRetrainingStatus, retraining_pb2.GetRetrainingStatusRequest(limit=limit)
+        )
+        return RetrainingStatus(
+            deployment=response.deployment,
+            prefect_reachable=response.prefect_reachable,
+            prefect_error=response.prefect_error,
+            schedule_interval_s=response.schedule_interval_s,
+            next_run_at=_timestamp(response.next_run_at, response.HasField("next_run_at")),
+            runs=tuple(_retraining_run(r) for r in response.runs),
+            history_error=response.history_error,
         )
 
     # Health

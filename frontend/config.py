@@ -33,3 +33,17 @@ class Settings(BaseSettings):
         default=20_000, ge=1, le=100_000, description="rows per PredictBatch request chunk"
     )
     fruits_page_size: int = Field(default=10, ge=1, le=1000, description="fruits per page of the list")
+    monitoring_refresh_s: float = Field(
+        default=5.0, gt=0, description="how often the Monitoring tab re-reads drift, accuracy and counts"
+    )
+    mlflow_ui_url: str = Field(
+        default="http://localhost:5000",
+        description="the MLflow UI as the user's browser reaches it, for links to versions and runs",
+    )
+    retraining_refresh_s: float = Field(
+        default=5.0, gt=0, description="how often the Model tab re-reads the retraining status"
+    )
+    prefect_ui_url: str = Field(
+        default="http://localhost:4200",
+        description="the Prefect UI as the user's browser reaches it, for links to retraining runs",
+    )

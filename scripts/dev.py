@@ -20,7 +20,18 @@ from pathlib import Path
 from typing import IO
 
 from backend.config import PLACEHOLDER_ADMIN_PASSWORD
-from scripts.processes import ROOT, http_ok, nx_27017_args, port_open
+from scripts.processes import (
+    MLFLOW_SERVER_ENV,
+    ROOT,
+    http_ok,
+    mlflow_api_ok,
+    mlflow_server_args,
+    nx_27017_args,
+    port_open,
+    prefect_api_ok,
+    prefect_server_args,
+    prefect_server_env,
+)
 
 DATA_DIR = ROOT / ".data"
 BIN = Path(sys.executable).parent
@@ -28,6 +39,8 @@ BIN = Path(sys.executable).parent
 MONGODB_PORT = 27017
 GRPC_PORT = int(os.environ.get("GRPC_PORT", "50051"))
 MODEL_PORT = 3000
+MLFLOW_PORT = 5000
+PREFECT_PORT = 4200
 FRONTEND_PORT = int(os.environ.get("PORT", "8080"))
 
 COLORS = ["\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m"]
@@ -80,10 +93,52 @@ def process_specs() -> list[ProcessSpec]:
         )
     env["MONGODB_URI"] = mongodb_uri
 
+    # ---- MLflow tracking server and model registry (:5000) ----
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not tracking_uri:
+        mlflow_dir = DATA_DIR / "mlflow"
+        mlflow_dir.mkdir(parents=True, exist_ok=True)
+        tracking_uri = f"http://127.0.0.1:{MLFLOW_PORT}"
+        specs.append(
+            ProcessSpec(
+                name="mlflow",
+                args=mlflow_server_args(str(BIN / "mlflow"), mlflow_dir, port=MLFLOW_PORT),
+                ports=[MLFLOW_PORT],
+                env=MLFLOW_SERVER_ENV,
+                # The first start creates the database, which takes a while.
+                ready=lambda: mlflow_api_ok(tracking_uri),
+                ready_timeout_s=180,
+                # One access-log line per request, and the model service polls every few seconds.
+                hide=lambda line: '" 200' in line and "INFO:" in line,
+            )
+        )
+
+    # ---- Prefect server (UI and API, :4200), for retraining ----
+    # The one place where the runner, its flow runs and the backend learn where Prefect is.
+    prefect_api_url = os.environ.get("PREFECT_API_URL")
+    if not prefect_api_url:
+        prefect_dir = DATA_DIR / "prefect"
+        prefect_dir.mkdir(parents=True, exist_ok=True)
+        prefect_api_url = f"http://127.0.0.1:{PREFECT_PORT}/api"
+        specs.append(
+            ProcessSpec(
+                name="prefect",
+                args=prefect_server_args(str(BIN / "prefect"), port=PREFECT_PORT),
+                ports=[PREFECT_PORT],
+                env=prefect_server_env(prefect_dir, ui_api_url=f"http://localhost:{PREFECT_PORT}/api"),
+                ready=lambda: prefect_api_ok(prefect_api_url),
+                ready_timeout_s=180,
+            )
+        )
+    env["PREFECT_API_URL"] = prefect_api_url
+
     # ---- model service (BentoML, :3000) ----
-    bentoml_home = Path(os.environ.get("BENTOML_HOME", ROOT / ".bentoml"))
-    bento_env = {"BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
-    has_model = (bentoml_home / "models" / "fruitstack-classifier" / "latest").exists()
+    bento_env = {
+        "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(ROOT / ".bentoml")),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_TRACKING_URI": tracking_uri,
+    }
     specs.append(
         ProcessSpec(
             name="model",
@@ -92,8 +147,8 @@ def process_specs() -> list[ProcessSpec]:
             env=bento_env,
             cwd=ROOT / "bento",
             ready=lambda: http_ok(f"http://127.0.0.1:{MODEL_PORT}/readyz"),
-            # First run: register a model (iris, seed 42) so that there is something to serve.
-            prepare=None if has_model else [sys.executable, "train.py", "--quiet"],
+            # An empty registry gets a first champion (iris, seed 42); otherwise this returns at once.
+            prepare=[sys.executable, "train.py", "--quiet", "--if-no-champion"],
         )
     )
     env["MODEL_URL"] = f"http://127.0.0.1:{MODEL_PORT}"
@@ -109,6 +164,26 @@ def process_specs() -> list[ProcessSpec]:
             ports=[GRPC_PORT],
             env={**env, "GRPC_PORT": str(GRPC_PORT)},
             ready=lambda: port_open(GRPC_PORT),
+        )
+    )
+
+    # ---- retraining runner: serves the deployment, runs its flows (python -m pipelines) ----
+    specs.append(
+        ProcessSpec(
+            name="retrain",
+            args=[sys.executable, "-m", "pipelines"],
+            env={
+                "PREFECT_API_URL": prefect_api_url,
+                # bento/ is not a package: its training code is imported top-level, as in the image.
+                "PYTHONPATH": str(ROOT / "bento"),
+                "MONGODB_URI": mongodb_uri,
+                "MLFLOW_TRACKING_URI": tracking_uri,
+                "BACKEND_ADDRESS": f"127.0.0.1:{GRPC_PORT}",
+                # It signs in as the first admin to switch the served model after a promotion.
+                "FIRST_ADMIN_USERNAME": env["FIRST_ADMIN_USERNAME"],
+                "FIRST_ADMIN_PASSWORD": env["FIRST_ADMIN_PASSWORD"],
+                **{k: v for k, v in bento_env.items() if k != "MLFLOW_TRACKING_URI"},
+            },
         )
     )
 

@@ -21,9 +21,11 @@ init_grpc_aio()
 pytest_plugins: list[str] = [
     "tests.fixtures.mongo",
     "tests.fixtures.backend",
+    "tests.fixtures.mlflow",
     "tests.fixtures.model_service",
     "tests.fixtures.frontend",
     "tests.fixtures.stack",
+    "tests.fixtures.prefect",
 ]
 
 

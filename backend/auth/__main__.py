@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from backend.auth.roles import Role
 from backend.config import Settings
 from backend.exceptions import FruitstackError
-from backend.server import open_stores
+from backend.server import access_tokens, open_accounts, open_mongo
 
 ROLES = [r.label for r in Role]
 
@@ -54,8 +54,8 @@ def _read_password(from_stdin: bool) -> str:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> str:
-    async with open_stores(settings) as stores:
-        accounts = stores.accounts
+    async with open_mongo(settings) as mongo:
+        accounts = open_accounts(mongo, settings, access_tokens(settings))
         if args.command == "create-user":
             password = _read_password(args.password_stdin)
             user = await accounts.create_user(

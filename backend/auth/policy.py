@@ -7,8 +7,9 @@ tests/backend/auth/test_policy.py fails until every method of every fruitstack.v
 - PUBLIC: anyone, no token (health, reflection, and Login itself).
 - READ: a signed-in viewer or better; also callers without a token when ALLOW_ANONYMOUS_READS is
   true. Predictions are reads: they change nothing.
-- EDIT: an editor or an admin: changes to the fruit store.
-- ADMIN: an admin: the model in service and the users.
+- EDIT: an editor or an admin: changes to the fruit store, and feedback labels (they become
+  training data).
+- ADMIN: an admin: the model in service (updates, rollbacks, retraining) and the users.
 """
 
 from __future__ import annotations
@@ -63,6 +64,17 @@ POLICY: Mapping[str, Rule] = MappingProxyType(
         "/fruitstack.v1.PredictionService/GetModel": READ,
         "/fruitstack.v1.PredictionService/Predict": READ,
         "/fruitstack.v1.PredictionService/PredictBatch": READ,
+        "/fruitstack.v1.PredictionService/ListModelVersions": READ,
+        # UpdateModel with a version is a rollback: admin either way.
         "/fruitstack.v1.PredictionService/UpdateModel": ADMIN,
+        # MonitoringService
+        "/fruitstack.v1.MonitoringService/GetDriftReport": READ,
+        "/fruitstack.v1.MonitoringService/GetLiveAccuracy": READ,
+        "/fruitstack.v1.MonitoringService/GetPredictionCounts": READ,
+        "/fruitstack.v1.MonitoringService/GetMonitoringStatus": READ,
+        "/fruitstack.v1.MonitoringService/RecordFeedback": EDIT,
+        # RetrainingService
+        "/fruitstack.v1.RetrainingService/GetRetrainingStatus": READ,
+        "/fruitstack.v1.RetrainingService/Retrain": ADMIN,
     }
 )

@@ -6,7 +6,6 @@ errors leave as Unavailable / DeadlineExceeded through the same translation.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from pymongo.errors import DuplicateKeyError
 
 from backend.auth.roles import Role
 from backend.exceptions import AlreadyExists, NotFound
-from backend.mongo import Document, bounded_operation
+from backend.mongo import Document, MongoOperations
 
 logger = logging.getLogger(__name__)
 
@@ -47,23 +46,18 @@ class UserRepository:
     """Typed, keyword-only access to users (keyed by their normalised username) and login counters."""
 
     def __init__(self, client: AsyncMongoClient[Document], *, database: str, timeout_s: float) -> None:
-        # Shared with the other repositories and closed by its owner (backend.server.open_stores).
+        # Shared with the other repositories and closed by its owner (backend.server.open_mongo).
         self._client = client
         self._users: AsyncCollection[Document] = client[database][USERS]
         self._attempts: AsyncCollection[Document] = client[database][LOGIN_ATTEMPTS]
-        self._timeout_s = timeout_s
-
-    def _operation(self, what: str, time_left: float | None) -> contextlib.AbstractAsyncContextManager[None]:
-        return bounded_operation(
-            self._client, what, timeout_s=self._timeout_s, time_left=time_left, store="the user store"
-        )
+        self._mongo = MongoOperations(client, store="user store", timeout_s=timeout_s)
 
     async def ping(self, *, time_left: float | None = None) -> None:
-        async with self._operation("reach MongoDB", time_left):
+        async with self._mongo.bounded("reach MongoDB", time_left):
             await self._client.admin.command("ping")
 
     async def get(self, *, username: str, time_left: float | None = None) -> StoredUser | None:
-        async with self._operation("read the user", time_left):
+        async with self._mongo.bounded("read the user", time_left):
             doc = await self._users.find_one({"_id": username})
         return None if doc is None else StoredUser(_to_user(doc), doc["password_hash"])
 
@@ -79,14 +73,14 @@ class UserRepository:
             "created_at": now.replace(microsecond=now.microsecond // 1000 * 1000),
         }
         try:
-            async with self._operation("create the user", time_left):
+            async with self._mongo.bounded("create the user", time_left):
                 await self._users.insert_one(doc)
         except DuplicateKeyError:
             raise AlreadyExists(f"a user named {username!r} exists already") from None
         return _to_user(doc)
 
     async def set_role(self, *, username: str, role: Role, time_left: float | None = None) -> User:
-        async with self._operation("change the role", time_left):
+        async with self._mongo.bounded("change the role", time_left):
             doc = await self._users.find_one_and_update(
                 {"_id": username}, {"$set": {"role": int(role)}}, return_document=ReturnDocument.AFTER
             )
@@ -95,11 +89,11 @@ class UserRepository:
         return _to_user(doc)
 
     async def count_admins(self, *, time_left: float | None = None) -> int:
-        async with self._operation("count the admins", time_left):
+        async with self._mongo.bounded("count the admins", time_left):
             return await self._users.count_documents({"role": int(Role.ADMIN)})
 
     async def list(self, *, time_left: float | None = None) -> list[User]:
-        async with self._operation("list users", time_left):
+        async with self._mongo.bounded("list users", time_left):
             docs = await self._users.find({}).sort("_id", pymongo.ASCENDING).to_list()
         return [_to_user(doc) for doc in docs]
 
@@ -111,7 +105,7 @@ class UserRepository:
         Counted before the password is checked, atomically, so parallel guesses cannot all slip
         through before the first failure is recorded. A window older than window_s starts over.
         """
-        async with self._operation("count the login attempt", time_left):
+        async with self._mongo.bounded("count the login attempt", time_left):
             doc = await self._attempts.find_one_and_update(
                 {"_id": username, "since": {"$gt": now - window_s}},
                 {"$inc": {"attempts": 1}},
@@ -125,5 +119,5 @@ class UserRepository:
         return int(doc["attempts"]), float(doc["since"])
 
     async def clear_login_attempts(self, *, username: str, time_left: float | None = None) -> None:
-        async with self._operation("reset the login attempts", time_left):
+        async with self._mongo.bounded("reset the login attempts", time_left):
             await self._attempts.delete_one({"_id": username})

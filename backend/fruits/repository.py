@@ -1,4 +1,4 @@
-"""Fruits in MongoDB (pymongo; the shared bounded operation is backend.mongo).
+"""Fruits in MongoDB: the only module that speaks pymongo.
 
 Fruits are listed newest first by `seq`, an integer taken from an atomic counter document
 (`counters`, the standard MongoDB pattern) when a fruit is added. Keyset paging on an indexed
@@ -9,7 +9,6 @@ scans). The same counter document keeps a running count of fruits for `total_siz
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,12 +18,13 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
-from backend.mongo import Document, bounded_operation
+from backend.mongo import Document, MongoOperations
 
 logger = logging.getLogger(__name__)
 
 FRUITS = "fruits"
 COUNTERS = "counters"
+# Leave the gRPC layer this much of the caller's deadline to send the answer.
 _PREPARE_S = 600.0
 
 
@@ -64,27 +64,16 @@ class FruitRepository:
         self._client = client
         self._fruits: AsyncCollection[Document] = client[database][FRUITS]
         self._counters: AsyncCollection[Document] = client[database][COUNTERS]
-        self._timeout_s = timeout_s
+        self._mongo = MongoOperations(client, store="fruit store", timeout_s=timeout_s)
         self._prepared = False
-
-    def _operation(
-        self, what: str, time_left: float | None, *, budget_s: float | None = None
-    ) -> contextlib.AbstractAsyncContextManager[None]:
-        return bounded_operation(
-            self._client,
-            what,
-            timeout_s=budget_s or self._timeout_s,
-            time_left=time_left,
-            store="the fruit store",
-        )
 
     async def check(self, *, time_left: float | None = None) -> None:
         """Ping MongoDB and make sure the indexes exist; Unavailable if it cannot be reached."""
-        async with self._operation("reach MongoDB", time_left):
+        async with self._mongo.bounded("reach MongoDB", time_left):
             await self._client.admin.command("ping")
         if not self._prepared:
             # Building an index on a large existing collection takes far longer than one call.
-            async with self._operation("prepare the collections", None, budget_s=_PREPARE_S):
+            async with self._mongo.bounded("prepare the collections", None, budget_s=_PREPARE_S):
                 await self.prepare()
 
     async def prepare(self) -> None:
@@ -105,7 +94,7 @@ class FruitRepository:
 
     async def add(self, *, name: str, time_left: float | None = None) -> Fruit:
         """Store a fruit; its name must already be normalised. Returns it once acknowledged."""
-        async with self._operation("add the fruit", time_left):
+        async with self._mongo.bounded("add the fruit", time_left):
             counter = await self._counters.find_one_and_update(
                 {"_id": FRUITS},
                 {"$inc": {"seq": 1, "count": 1}},
@@ -129,7 +118,7 @@ class FruitRepository:
     ) -> FruitPage:
         """Up to page_size fruits, newest first, starting after the fruit with seq after_seq."""
         query: Document = {} if after_seq is None else {"seq": {"$lt": after_seq}}
-        async with self._operation("list fruits", time_left):
+        async with self._mongo.bounded("list fruits", time_left):
             # One extra document tells whether another page follows without a count.
             cursor = self._fruits.find(query).sort("seq", pymongo.DESCENDING).limit(page_size + 1)
             docs = await cursor.to_list()
@@ -143,7 +132,7 @@ class FruitRepository:
 
     async def delete(self, *, fruit_id: ObjectId, time_left: float | None = None) -> bool:
         """Delete one fruit; False if there was none with that id."""
-        async with self._operation("delete the fruit", time_left):
+        async with self._mongo.bounded("delete the fruit", time_left):
             result = await self._fruits.delete_one({"_id": fruit_id})
             if result.deleted_count == 1:
                 await self._counters.update_one({"_id": FRUITS}, {"$inc": {"count": -1}})
@@ -155,7 +144,7 @@ class FruitRepository:
             {"$group": {"_id": "$name", "count": {"$sum": 1}}},
             {"$sort": {"count": -1, "_id": 1}},
         ]
-        async with self._operation("summarize fruits", time_left):
+        async with self._mongo.bounded("summarize fruits", time_left):
             cursor = await self._fruits.aggregate(pipeline)
             docs = await cursor.to_list()
         return [FruitCount(name=doc["_id"], count=int(doc["count"])) for doc in docs]

@@ -77,8 +77,12 @@ class ModelClient:
     async def model(self, *, time_left: float | None = None) -> dict[str, Any]:
         return await self._post_json("/model", b"{}", time_left)
 
-    async def reload(self, *, time_left: float | None = None) -> dict[str, Any]:
-        return await self._post_json("/reload", b"{}", time_left)
+    async def reload(self, *, version: str = "", time_left: float | None = None) -> dict[str, Any]:
+        """Serve `version` ("" = the registry's champion); a version not the champion becomes it."""
+        return await self._post_json("/reload", orjson.dumps({"version": version}), time_left)
+
+    async def versions(self, *, time_left: float | None = None) -> dict[str, Any]:
+        return await self._post_json("/versions", b"{}", time_left)
 
     async def predict_rows(self, rows: list[list[float]], *, time_left: float | None = None) -> RowsAnswer:
         data = await self._post_json("/predict_rows", orjson.dumps({"rows": rows}), time_left)
@@ -188,9 +192,11 @@ class ModelClient:
             if trial:
                 self.breaker.trial_ended()
             raise
+        # It answered, if only to refuse: alive. (A 503 names what is missing, e.g. the registry is
+        # unreachable for a reload while predictions go on, so it must not open the breaker.)
+        self.breaker.succeeded()
         if status in (502, 503, 504):
-            raise self._down(f"the model service is not ready ({status}): {message}")
-        self.breaker.succeeded()  # it answered, if only to refuse
+            raise Unavailable(f"the model service cannot do it now ({status}): {message}")
         if status == 400:
             raise InvalidArgument(message)
         if status in (404, 409):

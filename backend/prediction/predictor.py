@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from backend.exceptions import InvalidArgument, Unavailable
+from backend.exceptions import InvalidArgument, NotFound, Unavailable
 from backend.prediction.coalescer import Coalescer
 from backend.prediction.model_client import ModelClient
 from backend.prediction.schema import FloatArray, ModelInfo
+from backend.prediction.versions import ModelVersions
 
 SCHEMA_RECHECK_S = 1.0
 
@@ -35,6 +36,9 @@ class BulkPrediction:
     classes: tuple[str, ...]
     label_indices: npt.NDArray[np.intp]
     probabilities: FloatArray
+    # The chunk's input, (n_rows, n_features) in `feature_names` order (monitoring summarises it).
+    features: FloatArray
+    feature_names: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,10 @@ class Predictor:
         self._schema = info
         self._schema_read_at = time.monotonic()
         return info
+
+    async def current_model(self, *, time_left: float | None = None) -> ModelInfo:
+        """The model in service as last read (read now when not known yet)."""
+        return await self._current_schema(time_left)
 
     async def _current_schema(self, time_left: float | None) -> ModelInfo:
         if self._schema is not None:
@@ -171,7 +179,9 @@ class Predictor:
     ) -> BulkPrediction:
         if len(x) == 0:
             empty = np.empty((0, len(schema.classes)))
-            return BulkPrediction(schema.version, schema.classes, np.empty(0, dtype=np.intp), empty)
+            return BulkPrediction(
+                schema.version, schema.classes, np.empty(0, dtype=np.intp), empty, x, schema.feature_names
+            )
         answer = await self._client.predict_bulk(x, row_offset=row_offset, time_left=time_left)
         if answer.model_version and answer.model_version != schema.version:
             fresh = await self._refresh_schema(schema.version, time_left)
@@ -185,7 +195,9 @@ class Predictor:
                 f"and {len(schema.classes)} classes"
             )
         version = answer.model_version or schema.version
-        return BulkPrediction(version, schema.classes, probabilities.argmax(axis=1), probabilities)
+        return BulkPrediction(
+            version, schema.classes, probabilities.argmax(axis=1), probabilities, x, schema.feature_names
+        )
 
     async def predict_bulk(
         self, chunks: AsyncIterable[Mapping[str, FloatArray]], *, time_left: float | None = None
@@ -238,11 +250,27 @@ class Predictor:
 
     # ---- model updates ------------------------------------------------------------------------
 
-    async def update_model(self, *, time_left: float | None = None) -> ModelUpdate:
-        data = await self._client.reload(time_left=time_left)
+    async def update_model(self, *, version: str = "", time_left: float | None = None) -> ModelUpdate:
+        """Serve `version` (checked by versions.parse_version; "" = the champion), then re-read the schema.
+
+        A named version is looked up first, so that one never registered is NOT_FOUND with the list
+        of what is, rather than the model service's generic refusal.
+        """
+        if version:
+            registered = await self.list_versions(time_left=time_left)
+            known = [v.version for v in registered.versions]
+            if version not in known:
+                shown = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "")
+                raise NotFound(
+                    f"{registered.name} has no registered version {version!r} (registered: {shown or 'none'})"
+                )
+        data = await self._client.reload(version=version, time_left=time_left)
         update = ModelUpdate(str(data["previous_version"]), str(data["current_version"]))
         await self._refresh_schema(None, time_left)
         return update
+
+    async def list_versions(self, *, time_left: float | None = None) -> ModelVersions:
+        return ModelVersions.from_json(await self._client.versions(time_left=time_left))
 
     # ---- readiness ----------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from backend.exceptions import InvalidArgument
 from backend.messages import name_list
+from backend.prediction.versions import RegistryStatus
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -40,6 +41,11 @@ class ModelInfo:
     trained_at: datetime | None
     sample_columns: dict[str, list[float]] = field(default_factory=dict)
     sample_labels: list[str] = field(default_factory=list)
+    run_id: str = ""  # the MLflow run that trained it
+    aliases: tuple[str, ...] = ()  # e.g. ("champion",)
+    registry: RegistryStatus | None = None
+    # The summary of the training data drift is measured against (backend.monitoring.drift.Summary).
+    reference: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
     # Derived from `features` once: every prediction's check reads it.
     feature_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
@@ -66,6 +72,10 @@ class ModelInfo:
             trained_at=datetime.fromisoformat(trained_at) if trained_at else None,
             sample_columns={str(k): [float(x) for x in v] for k, v in (sample.get("columns") or {}).items()},
             sample_labels=[str(x) for x in sample.get("labels") or []],
+            run_id=str(data.get("run_id") or ""),
+            aliases=tuple(str(a) for a in data.get("aliases") or ()),
+            registry=RegistryStatus.from_json(data["registry"]) if data.get("registry") else None,
+            reference=data.get("reference"),
         )
 
     def row(self, features: Mapping[str, float]) -> list[float]:

@@ -6,32 +6,50 @@ into status codes. Each call's remaining deadline is the model call's timeout.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from fruitstack.v1 import predictions_pb2, predictions_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
 from backend.exceptions import InvalidArgument
 from backend.messages import shorten
+from backend.monitoring.prediction_log import PredictionLog
 from backend.prediction import ModelInfo, Predictor, wire
 from backend.prediction.schema import FloatArray
+from backend.prediction.versions import ModelVersion, parse_version
 
 _Context = aio.ServicerContext[Any, Any]
 
 
 class PredictionServicer(predictions_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, predictor: Predictor) -> None:
+    def __init__(self, predictor: Predictor, *, log: PredictionLog | None) -> None:
         self._predictor = predictor
+        self._log = log  # None: predictions are not logged (PREDICTION_LOG_ENABLED=false)
 
     async def Predict(
         self, request: predictions_pb2.PredictRequest, context: _Context
     ) -> predictions_pb2.PredictResponse:
-        prediction = await self._predictor.predict(dict(request.features), time_left=context.time_remaining())
+        began = time.perf_counter()
+        features = dict(request.features)
+        prediction = await self._predictor.predict(features, time_left=context.time_remaining())
+        prediction_id = ""
+        if self._log is not None:
+            prediction_id = self._log.record(
+                features=features,
+                label=prediction.label,
+                probabilities=prediction.probabilities,
+                model_version=prediction.model_version,
+                latency_ms=(time.perf_counter() - began) * 1000,
+            )
         return predictions_pb2.PredictResponse(
             label=prediction.label,
             probabilities=prediction.probabilities,
             model_version=prediction.model_version,
+            prediction_id=prediction_id,
         )
 
     async def PredictBatch(
@@ -42,6 +60,13 @@ class PredictionServicer(predictions_pb2_grpc.PredictionServiceServicer):
         row_offset = 0
         chunks = _column_chunks(request_iterator)
         async for result in self._predictor.predict_bulk(chunks, time_left=context.time_remaining()):
+            if self._log is not None:
+                self._log.summarise_bulk(
+                    model_version=result.model_version,
+                    columns={n: result.features[:, j] for j, n in enumerate(result.feature_names)},
+                    label_indices=result.label_indices,
+                    classes=result.classes,
+                )
             yield wire.bulk_response(
                 model_version=result.model_version,
                 classes=result.classes,
@@ -60,9 +85,21 @@ class PredictionServicer(predictions_pb2_grpc.PredictionServiceServicer):
     async def UpdateModel(
         self, request: predictions_pb2.UpdateModelRequest, context: _Context
     ) -> predictions_pb2.UpdateModelResponse:
-        update = await self._predictor.update_model(time_left=context.time_remaining())
+        version = parse_version(request.version)
+        update = await self._predictor.update_model(version=version, time_left=context.time_remaining())
         return predictions_pb2.UpdateModelResponse(
             previous_version=update.previous_version, current_version=update.current_version
+        )
+
+    async def ListModelVersions(
+        self, request: predictions_pb2.ListModelVersionsRequest, context: _Context
+    ) -> predictions_pb2.ListModelVersionsResponse:
+        registered = await self._predictor.list_versions(time_left=context.time_remaining())
+        return predictions_pb2.ListModelVersionsResponse(
+            name=registered.name,
+            served_version=registered.served_version,
+            champion=registered.champion,
+            versions=[_version_message(v) for v in registered.versions],
         )
 
 
@@ -97,4 +134,41 @@ def _model_message(info: ModelInfo) -> predictions_pb2.Model:
     )
     if info.trained_at is not None:
         model.trained_at.FromDatetime(info.trained_at)
+    model.run_id = info.run_id
+    model.aliases.extend(info.aliases)
+    if info.registry is not None:
+        status = info.registry
+        model.registry.reachable = bool(status.reachable)
+        model.registry.error = status.error
+        model.registry.champion = status.champion
+        _set_time(model.registry.checked_at, status.checked_at)
     return model
+
+
+def _version_message(version: ModelVersion) -> predictions_pb2.ModelVersion:
+    gate = version.gate
+    message = predictions_pb2.ModelVersion(
+        version=version.version,
+        run_id=version.run_id,
+        aliases=version.aliases,
+        metrics=version.metrics,
+        sha256=version.sha256,
+        gate=predictions_pb2.GateDecision(
+            decision=gate.decision,
+            metric=gate.metric,
+            margin=gate.margin or 0.0,
+            candidate_score=gate.candidate_score or 0.0,
+            champion_version=gate.champion_version,
+            reason=gate.reason,
+        ),
+    )
+    if gate.champion_score is not None:
+        message.gate.champion_score = gate.champion_score
+    _set_time(message.created_at, version.created_at)
+    _set_time(message.gate.decided_at, gate.decided_at)
+    return message
+
+
+def _set_time(field: Timestamp, value: datetime | None) -> None:
+    if value is not None:
+        field.FromDatetime(value)

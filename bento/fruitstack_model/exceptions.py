@@ -1,21 +1,26 @@
-"""Errors of the model service; each carries the HTTP status BentoML answers with.
+"""Errors of the model service and its training script; each carries the HTTP status it answers with.
 
-BentoML turns a raised `BentoMLException` into a response with its `error_code` as the status
-and `{"error": message}` in the body (messages of 5xx errors are hidden), so the class attribute
-below is the one place where errors meet status codes:
+    ModelServiceError            500  a bug or broken environment
+    ├── InvalidInput             400  the request does not fit the model's schema (or a bad argument)
+    ├── ModelNotFound            404  no such registered model / version / champion
+    ├── ModelIntegrityError      409  artifact untrusted or unusable: sha256 differs from the one
+    │                                 recorded at registration (never unpickled), cannot be
+    │                                 unpickled, or contradicts its metadata
+    └── RegistryUnavailable      503  the MLflow registry did not answer (down, unreachable, timed out)
 
-    ModelServiceError            500  a bug or broken environment (message hidden)
-    ├── InvalidInput             400  the request does not fit the model's schema
-    ├── ModelNotFound            404  no model of that name/version in the BentoML store
-    └── ModelIntegrityError      409  artifact untrusted or unusable: sha256 differs from its metadata
-                                      (never unpickled), cannot be unpickled, or contradicts its metadata
+The class attribute `error_code` is the one place where errors meet status codes. BentoML turns a
+raised `BentoMLException` into a response with that status and the message in the body, but hides
+the message of 5xx errors; APIs that can meet a 5xx error on purpose (the registry being down)
+answer `error_response(exc)` instead, the same `{"error": message}` body with the message kept.
 """
 
 from __future__ import annotations
 
 from http import HTTPStatus
 
+import orjson
 from bentoml.exceptions import BentoMLException, InvalidArgument
+from starlette.responses import Response
 
 
 class ModelServiceError(BentoMLException):
@@ -31,7 +36,7 @@ class InvalidInput(ModelServiceError, InvalidArgument):
 
 
 class ModelNotFound(ModelServiceError):
-    """The model store holds no model of the requested name or version."""
+    """The registry (or the local cache) holds no such model, version or champion."""
 
     error_code = HTTPStatus.NOT_FOUND
 
@@ -40,3 +45,16 @@ class ModelIntegrityError(ModelServiceError):
     """The artifact must not or cannot be served; a sha256 mismatch is detected before unpickling."""
 
     error_code = HTTPStatus.CONFLICT
+
+
+class RegistryUnavailable(ModelServiceError):
+    """The MLflow registry cannot be reached; the service keeps serving the model it holds."""
+
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+def error_response(exc: ModelServiceError) -> Response:
+    """The error as BentoML would answer it, but with the message kept for 5xx statuses too."""
+    return Response(
+        orjson.dumps({"error": str(exc)}), status_code=int(exc.error_code), media_type="application/json"
+    )

@@ -29,9 +29,9 @@ def shorten(text: str, limit: int = CHARS_SHOWN) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def name_list(names: Sequence[str], limit: int = NAMES_LISTED) -> str:
-    """'a, b, c' for a few names; 'a, b, c, d, e and 7 more' for many; each name shortened."""
-    shown = ", ".join(shorten(str(n)) for n in names[:limit])
+def name_list(names: Sequence[str], limit: int = NAMES_LISTED, *, chars: int | None = CHARS_SHOWN) -> str:
+    """'a, b, c' for a few names; 'a, b, c, d, e and 7 more' for many; each name shortened to chars."""
+    shown = ", ".join(str(n) if chars is None else shorten(str(n), chars) for n in names[:limit])
     more = len(names) - limit
     return f"{shown} and {more} more" if more > 0 else shown
 
@@ -158,6 +158,7 @@ def unscorable_rows(
                 for j in far
             ],
             limit=3,
+            chars=None,  # the model's own feature names and numbers: bounded already
         )
         messages[i] = (
             f"the model's arithmetic overflows on feature(s) {named}: too far outside the training "

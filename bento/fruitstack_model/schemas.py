@@ -1,6 +1,9 @@
 """Shapes of the service's JSON answers, declared for BentoML's OpenAPI page (/docs.json).
 
 The APIs return pre-serialised responses for speed, so these models document; they do not convert.
+Versions are the MLflow registry's version numbers, as strings ("3"). Errors of every API are
+`{"error": message}` (BentoML may wrap that object in a one-element list) with the status of
+fruitstack_model/exceptions.py; /reload and /versions answer 503 when the registry is unreachable.
 They forbid undocumented keys, so tests/bento/test_api_contract.py can hold real answers to them.
 """
 
@@ -53,9 +56,30 @@ class TrainingSample(Documented):
     labels: list[str]
 
 
+class Reference(Documented):
+    """The training data's summary that drift is measured against (fruitstack_model/reference.py)."""
+
+    rows: int
+    sketches: dict[str, str]  # feature -> base64 of a serialised KLL sketch
+    labels: dict[str, int]
+
+
+class RegistryState(Documented):
+    """What the answering worker last learned from the MLflow registry (it polls the champion)."""
+
+    tracking_uri: str
+    reachable: bool | None  # None: not asked yet; False: serving what it holds, see `error`
+    error: str | None
+    checked_at: str | None  # ISO 8601, UTC
+    champion: str | None  # the version alias `champion` pointed at then
+
+
 class ModelInfo(Documented):
-    name: str
-    version: str
+    name: str  # the registered model
+    version: str  # the registry version served
+    run_id: str | None  # the MLflow run that trained it
+    aliases: list[str]  # e.g. ["champion"]; [] while a rollback or promotion is under way
+    registry: RegistryState
     dataset: str
     features: list[FeatureInfo]
     classes: list[str]
@@ -64,12 +88,47 @@ class ModelInfo(Documented):
     trained_at: str
     training_sample: TrainingSample
     library_versions: dict[str, str]
+    reference: Reference | None  # None for versions trained before drift monitoring
     sha256: str
 
 
 class Reload(Documented):
+    """POST /reload {"version": ""} serves the champion; {"version": "3"} makes 3 the champion."""
+
     previous_version: str
     current_version: str
+
+
+class GateRecord(Documented):
+    """The promotion gate's tags on a version; every field is null for a version never gated."""
+
+    decision: str | None  # champion | challenger | manual (--promote, or made champion by /reload)
+    metric: str | None  # f1_macro | accuracy
+    margin: float | None
+    candidate_score: float | None  # this version's score on its holdout rows
+    champion_score: float | None  # the champion of the time, on the same rows (null: none/incomparable)
+    champion_version: str | None
+    reason: str | None  # one sentence, e.g. "not promoted: f1_macro 0.3923 < champion v1 0.9230, ..."
+    decided_at: str | None
+
+
+class VersionInfo(Documented):
+    version: str
+    run_id: str | None
+    created_at: str  # ISO 8601, UTC
+    aliases: list[str]
+    metrics: dict[str, float]  # the run's: accuracy, f1_macro, precision.<class>, recall.<class>, f1.<class>
+    sha256: str | None  # of model.pkl, recorded at registration
+    gate: GateRecord
+
+
+class Versions(Documented):
+    """POST /versions {}: every version of the registered model, newest first."""
+
+    name: str
+    served_version: str  # what the answering worker serves
+    champion: str | None
+    versions: list[VersionInfo]
 
 
 class NpyProbabilities(RootModel[bytes]):

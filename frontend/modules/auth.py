@@ -44,12 +44,19 @@ document.addEventListener("shown.bs.modal", function (event) {{
 """
 
 
-def permission_gate(gate_id: str, *controls: TagChild, reason: str = "Sign in first.") -> Tag:
-    """Controls that only some roles may use, disabled until the server allows them."""
+def permission_gate(
+    gate_id: str, *controls: TagChild, reason: str = "Sign in first.", allowed: bool = False
+) -> Tag:
+    """Controls that only some roles may use, disabled until the server allows them.
+
+    allowed: the state to render with (controls rendered inside a render function know it already).
+    """
     full_id = resolve_id(gate_id)
     return ui.div(
-        ui.tags.fieldset(*controls, id=full_id, disabled=True, class_="permission-gate"),
-        ui.div(reason, id=f"{full_id}-reason", class_="form-text text-body-secondary small"),
+        ui.tags.fieldset(*controls, id=full_id, disabled=not allowed, class_="permission-gate"),
+        ui.div(
+            "" if allowed else reason, id=f"{full_id}-reason", class_="form-text text-body-secondary small"
+        ),
     )
 
 

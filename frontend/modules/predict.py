@@ -15,8 +15,17 @@ from shiny.types import SilentException
 from shiny.ui import TagChild
 
 from frontend.charts import sample_figure
-from frontend.client import FeatureRange, FruitstackClient, Health, ModelInfo, Prediction
+from frontend.client import (
+    FeatureRange,
+    Feedback,
+    FruitstackClient,
+    Health,
+    ModelInfo,
+    Prediction,
+    SignedIn,
+)
 from frontend.exceptions import user_message
+from frontend.modules.auth import permission, permission_gate
 from frontend.modules.status import outage_notice
 
 
@@ -105,6 +114,7 @@ def predict_server(
     client: FruitstackClient,
     model: Callable[[], ModelInfo | None],
     health: Callable[[], Health | None],
+    user: Callable[[], SignedIn | None],
 ) -> None:
     # Kept apart from the model so that a new version with the same features keeps the user's values.
     features: reactive.Value[tuple[FeatureRange, ...]] = reactive.value(())
@@ -176,6 +186,32 @@ def predict_server(
                 role="alert",
             )
         prediction = predict.result()
+        feedback: TagChild = None
+        if prediction.prediction_id:
+            allowed, reason = permission(user(), role="editor", action="send feedback")
+            feedback = permission_gate(
+                "feedback_gate",
+                ui.input_radio_buttons(
+                    "feedback_label",
+                    "Was this right? The true class is:",
+                    choices=list(prediction.probabilities),
+                    selected=prediction.label,
+                    inline=True,
+                ),
+                ui.div(
+                    ui.input_task_button(
+                        "send_feedback",
+                        "Send feedback",
+                        label_busy="Sending…",
+                        class_="btn-sm btn-outline-primary",
+                    ),
+                    ui.span(ui.output_text("feedback_result", inline=True), class_="ms-2 small"),
+                    class_="d-flex align-items-center",
+                ),
+                reason=reason,
+                allowed=allowed,
+            )
+            feedback = ui.div(feedback, class_="border-top pt-2 mt-3")
         return ui.TagList(
             ui.div(
                 ui.span("Predicted class", class_="text-body-secondary small d-block"),
@@ -188,7 +224,33 @@ def predict_server(
                 ui.code(prediction.model_version, id=session.ns("version_value")),
                 class_="text-body-secondary small mt-2 mb-0",
             ),
+            feedback,
         )
+
+    @ui.bind_task_button(button_id="send_feedback")
+    @reactive.extended_task
+    async def send_feedback(prediction_id: str, label: str) -> Feedback:
+        return await client.record_feedback(prediction_id=prediction_id, label=label)
+
+    @reactive.effect
+    @reactive.event(input.send_feedback)
+    def _send_feedback() -> None:
+        if predict.status() == "success" and "feedback_label" in input:
+            send_feedback(predict.result().prediction_id, input.feedback_label())
+
+    @render.text
+    def feedback_result() -> str:
+        status = send_feedback.status()
+        if status == "success":
+            sent = send_feedback.result()
+            right = "right" if sent.correct else "wrong"
+            again = ", replacing your earlier answer" if sent.replaced else ""
+            return (
+                f"Thank you: recorded {sent.label} (the model said {sent.predicted_label}: {right}{again})."
+            )
+        if status == "error":
+            return f"Feedback failed: {user_message(send_feedback.error())}"
+        return ""
 
     @render.ui
     def axes() -> TagChild:

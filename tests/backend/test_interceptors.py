@@ -12,7 +12,8 @@ from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predicti
 from grpc import aio
 
 from backend import exceptions
-from backend.interceptors import BurstLog, ErrorMappingInterceptor, status_code_for
+from backend.burst_log import BurstLog
+from backend.interceptors import ErrorMappingInterceptor, status_code_for
 from backend.messages import MAX_MESSAGE_CHARS
 
 

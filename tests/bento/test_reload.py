@@ -1,73 +1,98 @@
-"""Reload against real `bentoml serve` processes: new versions, every worker, no failed request, and
-artifacts whose sha256 does not match are never unpickled."""
+"""Reload, rollback and polling against real `bentoml serve` processes and a real MLflow server: new
+champions reach every worker with no failed request, a version number rolls back, artifacts
+whose sha256 does not match are refused, and an unreachable registry stops only reloads."""
 
 from __future__ import annotations
 
 import asyncio
-import pickle
-from pathlib import Path
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import httpx
-import pytest
-from fruitstack_model.exceptions import ModelIntegrityError
-from fruitstack_model.model_store import load_verified
 
-from tests.fixtures.model_service import ModelService, StartModelService, artifact_path, latest_version
+from scripts.processes import MlflowServer, wait_until
+from tests.fixtures.model_service import ModelService, StartModelService
 
 ROW = [5.9, 3.0, 5.1, 1.8]
 
 
-async def test_reload_under_a_stream_of_requests_switches_every_worker_and_fails_none(
-    model_service_factory: StartModelService,
-) -> None:
-    service = model_service_factory(workers=2)
-    before = service.version
-    failures: list[str] = []
-    seen: list[str] = []
+@dataclass
+class Stream:
+    """What six concurrent callers of /predict_rows saw while an action ran."""
+
+    seen: list[str] = field(default_factory=list)  # model_version of each answer, in order
+    failures: list[str] = field(default_factory=list)
+    before_action: int = 0  # answers received before the action started
+    at_action_end: int = 0
+
+
+async def stream_during(
+    service: ModelService, action: Callable[[], Awaitable[httpx.Response]]
+) -> tuple[Stream, httpx.Response]:
+    stream = Stream()
     stop = asyncio.Event()
+    first_answer = asyncio.Event()  # the action starts once the stream flows
 
     async def caller(http: httpx.AsyncClient) -> None:
         while not stop.is_set():
             try:
                 response = await http.post("/predict_rows", json={"rows": [ROW, ROW]})
             except httpx.HTTPError as exc:
-                failures.append(repr(exc))
+                stream.failures.append(repr(exc))
                 continue
             if response.status_code != 200:
-                failures.append(f"{response.status_code} {response.text}")
+                stream.failures.append(f"{response.status_code} {response.text}")
             else:
-                seen.append(response.json()["model_version"])
+                stream.seen.append(response.json()["model_version"])
+            first_answer.set()
 
     # Each caller has its own connection pool, so the stream reaches both workers.
     clients = [httpx.AsyncClient(base_url=service.url, timeout=30) for _ in range(6)]
     callers = [asyncio.create_task(caller(http)) for http in clients]
     try:
-        new = await asyncio.to_thread(service.train, seed=7)
-        assert new != before
-        served_before_reload = len(seen)
-        async with httpx.AsyncClient(base_url=service.url, timeout=60) as http:
-            reload = await http.post("/reload", json={})
-        calls_at_reload = len(seen)
+        await asyncio.wait_for(first_answer.wait(), timeout=60)
+        stream.before_action = len(stream.seen)
+        result = await action()
+        stream.at_action_end = len(stream.seen)
         await asyncio.sleep(1.0)
     finally:
         stop.set()
         await asyncio.gather(*callers)
         for http in clients:
             await http.aclose()
+    return stream, result
 
-    assert failures == []
-    assert reload.status_code == 200, reload.text
-    assert reload.json() == {"previous_version": before, "current_version": new}
-    assert served_before_reload > 0
-    assert set(seen[:served_before_reload]) == {before}
-    assert len(seen) > calls_at_reload
-    assert seen[-1] == new
-    # After /reload answered, fresh connections (spread over both workers) all get the new model.
-    for _ in range(20):
-        async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
-            response = await http.post("/predict", json={"features": dict(zip(INFO_IRIS, ROW, strict=True))})
-        assert response.status_code == 200, response.text
-        assert response.json()["model_version"] == new
+
+async def test_reload_and_rollback_under_a_stream_of_requests_switch_every_worker_and_fail_none(
+    model_service_factory: StartModelService,
+) -> None:
+    service = model_service_factory(workers=2)
+    before = service.version
+    new = await asyncio.to_thread(service.train, seed=7)  # forced champion, not served until /reload
+    assert new != before
+
+    async def post(body: dict[str, str]) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=service.url, timeout=60) as http:
+            return await http.post("/reload", json=body)
+
+    for body, old, current in (({}, before, new), ({"version": before}, new, before)):
+        stream, reload = await stream_during(service, functools.partial(post, body))
+        assert stream.failures == []
+        assert reload.status_code == 200, reload.text
+        assert reload.json() == {"previous_version": old, "current_version": current}
+        assert set(stream.seen[: stream.before_action]) == {old}
+        assert set(stream.seen) <= {old, current}  # every answer names the old or the new version
+        assert len(stream.seen) > stream.at_action_end
+        assert stream.seen[-1] == current
+        # After /reload answered, fresh connections (spread over both workers) all get it.
+        for _ in range(20):
+            async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+                features = dict(zip(INFO_IRIS, ROW, strict=True))
+                response = await http.post("/predict", json={"features": features})
+            assert response.status_code == 200, response.text
+            assert response.json()["model_version"] == current
+    assert service.champion() == before
 
 
 INFO_IRIS = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
@@ -86,50 +111,120 @@ async def test_reload_to_another_dataset_changes_the_schema(private_model_servic
         assert "the model expects 13" in iris_row.text
 
 
-async def test_reload_refuses_an_artifact_whose_sha256_does_not_match(
+async def test_a_version_whose_artifact_changed_in_the_registry_is_refused(
     private_model_service: ModelService,
 ) -> None:
     service = private_model_service
-    tampered = await asyncio.to_thread(service.train, seed=11)
-    artifact = artifact_path(service.bentoml_home, tampered)
-    artifact.write_bytes(artifact.read_bytes() + b"\x00")
+    tampered = await asyncio.to_thread(
+        lambda: service.train(params=["C=0.0001"], promote=False)
+    )  # challenger
+    service.corrupt(tampered)
     async with httpx.AsyncClient(base_url=service.url, timeout=60) as http:
-        response = await http.post("/reload", json={})
+        response = await http.post("/reload", json={"version": tampered})
         assert response.status_code == 409, response.text
         assert "refusing to load" in response.text
-        assert tampered in response.text
-        # Still serving the verified model.
+        assert f"version {tampered}" in response.text
+        # Still serving the verified model, and the champion alias did not move.
         again = await http.post("/predict_rows", json={"rows": [ROW]})
         assert again.status_code == 200
         assert again.json()["model_version"] == service.version
+    assert service.champion() == service.version
 
 
-class _LeavesAFootprint:
-    """Unpickling this creates a file: proof of whether a pickle was ever loaded."""
+async def test_reload_with_a_version_rolls_back_and_records_a_manual_decision(
+    private_model_service: ModelService,
+) -> None:
+    service = private_model_service
+    first = service.version
+    new = await asyncio.to_thread(service.train, seed=7)
+    async with httpx.AsyncClient(base_url=service.url, timeout=60) as http:
+        assert (await http.post("/reload", json={})).json() == {
+            "previous_version": first,
+            "current_version": new,
+        }
+        rollback = await http.post("/reload", json={"version": first})
+        assert rollback.status_code == 200, rollback.text
+        assert rollback.json() == {"previous_version": new, "current_version": first}
+        predicted = await http.post("/predict_rows", json={"rows": [ROW]})
+        assert predicted.json()["model_version"] == first
+        info = (await http.post("/model", json={})).json()
+        assert info["version"] == first
+        assert info["aliases"] == ["champion"]
+        versions = (await http.post("/versions", json={})).json()
+    assert service.champion() == first
+    assert versions["champion"] == first
+    assert versions["served_version"] == first
+    assert [v["version"] for v in versions["versions"]] == [new, first]  # newest first
+    rolled_back = versions["versions"][1]
+    assert rolled_back["aliases"] == ["champion"]
+    assert rolled_back["gate"]["decision"] == "manual"
+    assert f"champion was v{new}" in rolled_back["gate"]["reason"]
+    newest = versions["versions"][0]
+    assert newest["gate"]["decision"] == "manual"  # trained with --promote
+    assert newest["gate"]["candidate_score"] == newest["metrics"]["f1_macro"]
+    assert newest["gate"]["champion_score"] is not None
+    assert newest["run_id"]
+    assert newest["created_at"].endswith("Z")
+    assert len(newest["sha256"]) == 64
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
 
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (Path.touch, (str(self.path),))
+async def test_bad_versions_are_refused_with_the_reason(private_model_service: ModelService) -> None:
+    async with httpx.AsyncClient(base_url=private_model_service.url, timeout=60) as http:
+        not_a_number = await http.post("/reload", json={"version": "latest"})
+        assert not_a_number.status_code == 400
+        assert "registry version number" in not_a_number.text
+        missing = await http.post("/reload", json={"version": "999"})
+        assert missing.status_code == 404
+        assert "version 999" in missing.text
+    assert private_model_service.champion() == private_model_service.version
 
 
-def test_a_swapped_artifact_is_never_unpickled(model_store_template: Path, tmp_path: Path) -> None:
-    """Someone replaces model.pkl with a pickle that runs code: the hash check stops it first."""
-    import shutil
+async def test_every_worker_follows_a_promotion_by_polling_alone(
+    model_service_factory: StartModelService,
+) -> None:
+    service = model_service_factory(workers=2, poll_interval_s=1)
+    new = await asyncio.to_thread(service.train, seed=7)  # nobody tells the service
 
-    import bentoml
-    from bentoml._internal.models import ModelStore
+    def every_worker_serves_the_new_champion() -> bool:
+        # Fresh connections, spread over both workers; all of twenty must name the new version.
+        seen = set()
+        for _ in range(20):
+            with httpx.Client(base_url=service.url, timeout=30) as http:
+                seen.add(http.post("/predict_rows", json={"rows": [ROW]}).json()["model_version"])
+        return seen == {new}
 
-    home = tmp_path / "home"
-    shutil.copytree(model_store_template, home)
-    version = latest_version(home)
-    footprint = tmp_path / "pwned"
-    artifact_path(home, version).write_bytes(pickle.dumps(_LeavesAFootprint(footprint)))
-    stored = bentoml.models.get(f"fruitstack-classifier:{version}", _model_store=ModelStore(home / "models"))
-    with pytest.raises(ModelIntegrityError, match="refusing to load"):
-        load_verified(stored)
-    assert not footprint.exists()
-    # Not vacuous: the same bytes do run code when unpickled.
-    pickle.loads(artifact_path(home, version).read_bytes())
-    assert footprint.exists()
+    wait_until(
+        every_worker_serves_the_new_champion, timeout=60, what="both workers to serve the new champion"
+    )
+
+
+async def test_registry_outage_keeps_predictions_fails_reload_with_503_and_recovers(
+    model_service_factory: StartModelService, private_mlflow_server: MlflowServer
+) -> None:
+    service = model_service_factory(mlflow=private_mlflow_server, poll_interval_s=1)
+    version = service.version
+    await asyncio.to_thread(private_mlflow_server.stop)
+    async with httpx.AsyncClient(base_url=service.url, timeout=60) as http:
+        for _ in range(5):
+            predicted = await http.post("/predict_rows", json={"rows": [ROW]})
+            assert predicted.status_code == 200, predicted.text
+            assert predicted.json()["model_version"] == version
+        reload = await http.post("/reload", json={})
+        assert reload.status_code == 503, reload.text
+        assert "MLflow registry" in reload.json()["error"]
+        assert private_mlflow_server.url in reload.json()["error"]
+        versions = await http.post("/versions", json={})
+        assert versions.status_code == 503
+        assert "MLflow registry" in versions.json()["error"]
+        registry = (await http.post("/model", json={})).json()["registry"]
+        assert registry["reachable"] is False
+        assert "unreachable" in registry["error"]
+
+        # Back on the same port with the same data: reloads work again, nothing restarted.
+        await asyncio.to_thread(private_mlflow_server.start)
+        reload = await http.post("/reload", json={})
+        assert reload.status_code == 200, reload.text
+        assert reload.json() == {"previous_version": version, "current_version": version}
+        registry = (await http.post("/model", json={})).json()["registry"]
+        assert registry["reachable"] is True
+        assert registry["error"] is None

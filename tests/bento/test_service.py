@@ -1,16 +1,15 @@
 """The HTTP API, run twice: in-process through the service's ASGI app, and against `bentoml serve`.
 
-Both answer with the model registered by train.py; predictions must equal the same joblib artifact
-called in-process, and every bad input must be a 400 whose message names the problem.
+Both answer with the champion train.py registered in a real MLflow server; predictions must equal
+the same artifact called in-process, and every bad input must be a 400 whose message names the
+problem.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +19,7 @@ import pytest
 from fruitstack_model.datasets import load_dataset
 from starlette.testclient import TestClient
 
-from tests.fixtures.model_service import ModelService, artifact_path, bento_env, latest_version
+from tests.fixtures.model_service import ModelService, RegistryTemplate, bento_env
 
 IRIS = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
 CLASSES = ["setosa", "versicolor", "virginica"]
@@ -28,23 +27,22 @@ ROW = [5.9, 3.0, 5.1, 1.8]
 
 
 @pytest.fixture(scope="module")
-def asgi_home(model_store_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("bentoml-asgi")
-    shutil.copytree(model_store_template, home, dirs_exist_ok=True)
-    return home
-
-
-@pytest.fixture(scope="module")
-def asgi_client(asgi_home: Path) -> Iterator[httpx.Client]:
-    """The service's ASGI app in this process, its BentoML store pointed at a private copy."""
+def asgi_client(
+    registry_template: RegistryTemplate, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[httpx.Client]:
+    """The service's ASGI app in this process, serving the template, with a BentoML store of its own."""
     from bentoml._internal.configuration.containers import BentoMLContainer
     from bentoml._internal.models import ModelStore
 
+    home = tmp_path_factory.mktemp("bentoml-asgi")
     with (
         pytest.MonkeyPatch.context() as env,
-        BentoMLContainer.model_store.patch(ModelStore(asgi_home / "models")),
+        BentoMLContainer.model_store.patch(ModelStore(home / "models")),
     ):
-        for key, value in bento_env(asgi_home).items():
+        variables = bento_env(
+            home, mlflow=registry_template.mlflow, registered_model=registry_template.registered_model
+        )
+        for key, value in variables.items():
             env.setenv(key, value)
         import service
 
@@ -65,10 +63,9 @@ def client(request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def served(model_store_template: Path) -> tuple[str, Any]:
-    """(version, pipeline) of the model both clients serve: the template store's only version."""
-    version = latest_version(model_store_template)
-    return version, joblib.load(artifact_path(model_store_template, version))
+def served(registry_template: RegistryTemplate) -> tuple[str, Any]:
+    """(version, pipeline) of the model both clients serve: the template's champion."""
+    return registry_template.version, joblib.load(registry_template.artifact)
 
 
 def npy(array: Any) -> bytes:
@@ -126,7 +123,7 @@ def test_predict_bulk_matches_the_model_in_process(
 
 
 def test_model_describes_the_served_version(
-    client: httpx.Client, served: tuple[str, Any], model_store_template: Path
+    client: httpx.Client, served: tuple[str, Any], registry_template: RegistryTemplate
 ) -> None:
     version, _ = served
     response = client.post("/model", json={})
@@ -134,6 +131,12 @@ def test_model_describes_the_served_version(
     info = response.json()
     assert info["name"] == "fruitstack-classifier"
     assert info["version"] == version
+    registered = registry_template.mlflow.client().get_model_version("fruitstack-classifier", version)
+    assert info["run_id"] == registered.run_id
+    assert info["aliases"] == ["champion"]
+    assert info["registry"]["reachable"] is True
+    assert info["registry"]["champion"] == version
+    assert info["registry"]["tracking_uri"] == registry_template.mlflow.url
     assert info["dataset"] == "iris"
     assert [f["name"] for f in info["features"]] == IRIS
     assert all(set(f) == {"name", "min", "max", "mean"} for f in info["features"])
@@ -144,8 +147,9 @@ def test_model_describes_the_served_version(
     assert info["trained_at"]
     assert list(info["training_sample"]["columns"]) == IRIS
     assert "scikit-learn" in info["library_versions"]
-    artifact = artifact_path(model_store_template, version).read_bytes()
-    assert info["sha256"] == hashlib.sha256(artifact).hexdigest()
+    # The sha256 recorded at registration is the one of the bytes the registry holds.
+    assert info["sha256"] == hashlib.sha256(registry_template.artifact.read_bytes()).hexdigest()
+    assert info["sha256"] == registered.tags["artifact_sha256"]
 
 
 def test_reload_without_a_newer_model_keeps_the_version(

@@ -9,13 +9,22 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
 import pytest
-from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predictions_pb2_grpc
+from fruitstack.v1 import (
+    fruits_pb2,
+    fruits_pb2_grpc,
+    predictions_pb2,
+    predictions_pb2_grpc,
+    retraining_pb2,
+    retraining_pb2_grpc,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from playwright.sync_api import Page
 from shiny.playwright import controller
@@ -23,6 +32,7 @@ from shiny.playwright import controller
 from scripts.processes import wait_until
 from tests import support
 from tests.browser import expect_table_cell, sign_in
+from tests.fixtures.prefect import PrefectRest
 from tests.fixtures.stack import ComposeStack
 
 # The first test also builds every image (minutes when the layer cache is cold).
@@ -233,7 +243,30 @@ def test_grpcurl_get_model_then_predict(grpcurl_executable: str, stack: ComposeS
     assert predicted["model_version"] == model["version"]
 
 
-def test_only_frontend_backend_and_model_are_published_and_only_on_localhost(stack: ComposeStack) -> None:
+def test_the_served_model_is_the_champion_model_init_registered(
+    grpcurl_executable: str, stack: ComposeStack, token: str
+) -> None:
+    answer = grpcurl(grpcurl_executable, stack, "fruitstack.v1.PredictionService/GetModel", token=token)
+    model = json.loads(answer)["model"]
+    # The registry's own answer, through the published MLflow port (the UI's API).
+    query = urllib.parse.urlencode({"name": "fruitstack-classifier", "alias": "champion"})
+    with urllib.request.urlopen(
+        f"{stack.mlflow_url}/api/2.0/mlflow/registered-models/alias?{query}"
+    ) as response:
+        champion = json.load(response)["model_version"]
+    assert model["version"] == champion["version"] == "1"  # model-init registered the first version
+    tags = {t["key"]: t["value"] for t in champion.get("tags", [])}
+    assert tags["gate.decision"] == "champion"
+    assert len(tags["artifact_sha256"]) == 64
+    # model-init exited 0 after registering it, and stays exited.
+    rows = [json.loads(line) for line in stack.compose("ps", "--all", "--format", "json").stdout.splitlines()]
+    (init,) = [row for row in rows if row["Service"] == "model-init"]
+    assert (init["State"], init["ExitCode"]) == ("exited", 0)
+
+
+def test_only_frontend_backend_model_mlflow_and_prefect_are_published_and_only_on_localhost(
+    stack: ComposeStack,
+) -> None:
     rows = [json.loads(line) for line in stack.compose("ps", "--format", "json").stdout.splitlines()]
     published = {
         (row["Service"], p["TargetPort"], p["URL"])
@@ -246,6 +279,8 @@ def test_only_frontend_backend_and_model_are_published_and_only_on_localhost(sta
         ("frontend", 8080, "127.0.0.1"),
         ("backend", 50051, "127.0.0.1"),
         ("model", 3000, "127.0.0.1"),
+        ("mlflow", 5000, "127.0.0.1"),
+        ("prefect", 4200, "127.0.0.1"),
     }
 
 
@@ -275,6 +310,43 @@ def test_secrets_are_files_and_not_in_the_environment(stack: ComposeStack) -> No
     assert not any(
         name in environment for name in ("AUTH_TOKEN_SECRET", "PAGE_TOKEN_SECRET", "FIRST_ADMIN_PASSWORD")
     )
+
+
+@pytest.mark.parametrize(("service", "reachable"), [("frontend", False), ("backend", False), ("model", True)])
+def test_only_the_model_service_can_call_mlflow(stack: ComposeStack, service: str, reachable: bool) -> None:
+    # A real API call by service name: it also proves --allowed-hosts accepts the Host "mlflow:5000".
+    url = "http://mlflow:5000/api/2.0/mlflow/experiments/search?max_results=1"
+    probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=5)"
+    assert stack.exec_ok(service, "python", "-c", probe) is reachable
+
+
+def test_the_retraining_deployment_is_served_and_a_run_completes(
+    stack: ComposeStack, channel: grpc.Channel
+) -> None:
+    # What the Prefect UI shows: the deployment the runner serves, with its five-minute schedule.
+    prefect = PrefectRest(stack.prefect_api_url)
+    try:
+        deployment = prefect.deployment("retrain/fruitstack-classifier")
+        assert deployment is not None
+        assert [s["schedule"]["interval"] for s in deployment["schedules"]] == [300.0]
+
+        # Retrain now (RetrainingService), through the published backend port, runs in the runner.
+        retraining = retraining_pb2_grpc.RetrainingServiceStub(channel)
+        asked = retraining.Retrain(retraining_pb2.RetrainRequest(reason="e2e"), timeout=30)
+        run = prefect.wait_for_end(asked.run.id, timeout=300)
+    finally:
+        prefect.close()
+
+    assert run["state"]["type"] == "COMPLETED", f"{run['state']}\n{stack.logs()}"
+    status = retraining.GetRetrainingStatus(retraining_pb2.GetRetrainingStatusRequest(), timeout=30)
+    (listed,) = [r for r in status.runs if r.id == asked.run.id]
+    # Nobody gave feedback yet: the training data is model-init's, so nothing new is trained.
+    assert (listed.state, listed.trigger, listed.outcome.result) == ("Completed", "on demand", "skipped")
+    assert status.prefect_reachable
+    assert status.schedule_interval_s == 300
+    rows = [json.loads(line) for line in stack.compose("ps", "--format", "json").stdout.splitlines()]
+    health = {row["Service"]: row.get("Health") for row in rows}
+    assert health["prefect"] == health["retrain-runner"] == "healthy"
 
 
 @pytest.mark.browser

@@ -8,21 +8,27 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import random
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from fruitstack.v1 import fruits_pb2, fruits_pb2_grpc, predictions_pb2, predictions_pb2_grpc
 from playwright.sync_api import Page, expect
+from pymongo import MongoClient
 from shiny.playwright import controller
 
 from scripts.processes import NxServer
 from tests.browser import expect_table_cell, sign_in
 from tests.fixtures.backend import TEST_ADMIN, BackendProcess
-from tests.fixtures.frontend import FrontendProcess, FrontendStack
+from tests.fixtures.frontend import FrontendProcess, FrontendStack, frontend_stack
 from tests.fixtures.model_service import ModelService
 
 pytestmark = pytest.mark.browser
@@ -341,3 +347,134 @@ def test_mongodb_outage_is_reported_and_recovers(
     finally:
         frontend.stop()
         backend.process.stop()
+
+
+def test_rollback_from_the_model_tab_with_a_confirmation(
+    private_frontend: tuple[FrontendStack, ModelService], app_page: Page, screenshot_dir: Path
+) -> None:
+    stack, model = private_frontend
+    page = app_page
+    old = model.version
+    new = model.train(seed=7)  # promoted: the new champion
+    weak = model.train(params=["C=0.0001"], promote=False)  # the gate keeps it out
+    page.goto(stack.url)
+    sign_in(page, *TEST_ADMIN)
+    open_tab(page, "model")
+    controller.InputTaskButton(page, "model-update").click()
+    controller.OutputText(page, "model-update_result").expect_value(f"Updated: {old} → {new}")
+    version = page.locator("#model-version_value")
+    expect(version).to_have_text(new)
+
+    table = page.locator("#model-versions-table")
+    expect(table.locator(f"tr[data-version='{new}']")).to_contain_text("champion")
+    expect(table.locator(f"tr[data-version='{weak}']")).to_contain_text("not promoted")
+    link = table.locator(f"tr[data-version='{old}'] a")
+    expect(link).to_have_attribute("href", re.compile(rf"/#/models/{model.registered_model}/versions/{old}$"))
+    shot(page, screenshot_dir, "model-registry")
+
+    controller.InputSelect(page, "model-rollback_version").set(old)
+    controller.InputActionButton(page, "model-rollback").click()
+    confirm = controller.InputActionButton(page, "model-confirm_rollback")
+    expect(confirm.loc).to_have_text(f"Serve version {old}")
+    confirm.click()
+    controller.OutputText(page, "model-update_result").expect_value(f"Updated: {new} → {old}")
+    expect(version).to_have_text(old)
+    expect(table.locator(f"tr[data-version='{old}']")).to_contain_text("champion")
+    assert model.champion() == old
+
+
+def test_feedback_under_a_prediction_and_drift_in_the_monitoring_tab(
+    mongodb_uri: str, model_service: ModelService, tmp_path: Path, app_page: Page, screenshot_dir: Path
+) -> None:
+    page = app_page
+    with frontend_stack(mongodb_uri=mongodb_uri, model_url=model_service.url, log_dir=tmp_path) as stack:
+        page.goto(stack.url)
+        sign_in(page, *TEST_ADMIN)
+        open_tab(page, "predict")
+        controller.InputSlider(page, "predict-feature_0").expect_label("sepal_length_cm")  # the form is up
+        controller.InputTaskButton(page, "predict-predict").click()
+        label = page.locator("#predict-label_value")
+        expect(label).to_have_text(re.compile(r"^(setosa|versicolor|virginica)$"))
+        predicted = label.inner_text()
+        truth = next(c for c in ("setosa", "versicolor", "virginica") if c != predicted)
+        controller.InputRadioButtons(page, "predict-feedback_label").set(truth)
+        controller.InputTaskButton(page, "predict-send_feedback").click()
+        controller.OutputText(page, "predict-feedback_result").expect_value(
+            f"Thank you: recorded {truth} (the model said {predicted}: wrong)."
+        )
+        shot(page, screenshot_dir, "predict-feedback")
+
+        # Traffic with one feature shifted, through the command a person would run.
+        subprocess.run(
+            [
+                sys.executable, "-m", "scripts.traffic",
+                "--target", stack.backend.target,
+                "--count", "600", "--rate", "0", "--concurrency", "1",
+                "--shift", "petal_length_cm=2.5", "--username", TEST_ADMIN[0],
+            ],
+            env={**os.environ, "FRUITSTACK_PASSWORD": TEST_ADMIN[1]},
+            check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+        open_tab(page, "monitoring")
+        # Longer petals also move the predictions towards virginica: the labels drift as well.
+        verdict = page.locator("#monitoring-verdict")
+        expect(verdict).to_have_text("Drift: petal_length_cm, predicted labels", timeout=60_000)
+        drifting = page.locator("#drift-table tr[data-verdict='drift']:not([data-feature='labels'])")
+        expect(drifting).to_have_count(1)
+        expect(page.locator("#drift-table tr[data-feature='petal_length_cm']")).to_have_attribute(
+            "data-verdict", "drift"
+        )
+        expect(page.locator("#drift-table tr[data-feature='sepal_width_cm']")).to_have_attribute(
+            "data-verdict", "ok"
+        )
+        # One labelled prediction, and it was wrong.
+        expect(page.locator("#monitoring-accuracy")).to_have_text("0.0%")
+        expect(page.locator("#monitoring-dropped")).to_have_text("0")
+        # The drifting feature is the one shown, training data against recent predictions.
+        controller.InputSelect(page, "monitoring-feature").expect_selected("petal_length_cm")
+        expect(controller.OutputPlot(page, "monitoring-distribution").loc.locator("img")).to_be_visible()
+        shot(page, screenshot_dir, "monitoring")
+
+
+def test_retraining_card_shows_recorded_runs_and_says_prefect_is_unavailable(
+    shared_frontend: FrontendStack, app_page: Page, screenshot_dir: Path
+) -> None:
+    # What a run records at its end (pipelines/outcome.py); nothing answers at this backend's Prefect.
+    backend = shared_frontend.backend
+    finished = datetime.now(UTC) - timedelta(seconds=130)
+    client: MongoClient[dict[str, Any]] = MongoClient(backend.mongodb_uri)
+    with client:
+        client[backend.mongodb_database]["retraining_runs"].insert_one(
+            {
+                "_id": "6f1c0d3a-0000-4000-8000-000000000002",
+                "flow_run_name": "quiet-heron",
+                "trigger": "schedule",
+                "started_at": finished - timedelta(seconds=35),
+                "finished_at": finished,
+                "duration_s": 35.0,
+                "result": "not promoted",
+                "detail": "not promoted: f1_macro 0.9300 < champion v1 0.9500, margin 0 (minus the margin)",
+                "metric": "f1_macro",
+                "candidate_score": 0.93,
+                "champion_score": 0.95,
+                "candidate_version": "2",
+                "data": {"feedback_train_rows": 20, "feedback_eval_rows": 8},
+            }
+        )
+    page = app_page
+    page.goto(shared_frontend.url)
+    sign_in(page, *TEST_ADMIN)
+    open_tab(page, "model")
+
+    expect(page.locator("#retraining-last_retraining")).to_have_text(
+        "Last retraining 2 min ago (schedule): not promoted, 0.93 < 0.95"
+    )
+    expect(page.locator("#retraining-notice")).to_contain_text("Predictions and fruits are not affected")
+    expect(page.locator("#retraining-notice")).to_contain_text("is unavailable")
+    expect(page.locator("#retraining-runs-table tr[data-state=Completed] td").nth(4)).to_have_text("28")
+
+    controller.InputTaskButton(page, "retraining-retrain").click()
+    result = controller.OutputText(page, "retraining-retrain_result")
+    expect(result.loc).to_contain_text("Retraining not started: Prefect at http://127.0.0.1:")
+    expect(result.loc).to_contain_text("is unavailable")
+    shot(page, screenshot_dir, "retraining-prefect-down")

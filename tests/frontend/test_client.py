@@ -22,7 +22,7 @@ from frontend.exceptions import (
 from scripts.certs import make_certificates
 from scripts.processes import free_port
 from tests.fixtures.backend import TEST_ADMIN, RunningBackend, backend_settings, mint_token, running_backend
-from tests.fixtures.model_service import ModelService, artifact_path
+from tests.fixtures.model_service import ModelService
 
 
 def signed_in(role: Role) -> Credentials:
@@ -101,9 +101,9 @@ async def test_unreachable_backend() -> None:
 async def test_a_refused_model_is_a_failed_precondition_not_an_outage(
     private_model_service: ModelService, backend_with_private_model: RunningBackend
 ) -> None:
+    # A new champion whose artifact then changes in the registry: UpdateModel must refuse it.
     tampered = await asyncio.to_thread(private_model_service.train, seed=11)
-    artifact = artifact_path(private_model_service.bentoml_home, tampered)
-    artifact.write_bytes(artifact.read_bytes() + b"\x00")
+    private_model_service.corrupt(tampered)
     client = FruitstackClient(backend_with_private_model.target, timeout_s=30).for_session(
         signed_in(Role.ADMIN)
     )

@@ -86,6 +86,9 @@ def test_the_rows_say_what_the_issue_asks() -> None:
     assert rule("AuthService/Login").role is None
     assert rule("FruitService/AddFruit").role is rule("FruitService/DeleteFruit").role is Role.EDITOR
     assert rule("PredictionService/UpdateModel").role is Role.ADMIN
+    assert rule("RetrainingService/Retrain").role is Role.ADMIN  # retraining switches the model
+    assert rule("MonitoringService/RecordFeedback").role is Role.EDITOR  # labels become training data
+    assert rule("MonitoringService/GetDriftReport").anonymous_read
     assert rule("AuthService/CreateUser").role is Role.ADMIN
     assert rule("FruitService/ListFruits").anonymous_read
     assert not rule("FruitService/AddFruit").anonymous_read

@@ -16,7 +16,7 @@ from grpc import aio
 from backend.health_watcher import FRUIT_SERVICE, PREDICTION_SERVICE
 from scripts.processes import NxServer
 from tests.fixtures.backend import RunningBackend, backend_in_front_of
-from tests.fixtures.model_service import ModelService, artifact_path
+from tests.fixtures.model_service import ModelService
 
 # The async stub type exists only in the typed stubs (.pyi), hence a string.
 Stub: TypeAlias = "predictions_pb2_grpc.PredictionServiceAsyncStub"
@@ -146,9 +146,9 @@ async def test_update_to_a_refused_artifact_is_failed_precondition_and_serving_g
     """A corrupt artifact (the model service's 409) is a problem to fix, not an outage to retry."""
     stub = prediction_stub(backend_with_private_model)
     request = await typical_request(stub)
+    # A new champion whose artifact then changes in the registry: UpdateModel must refuse it.
     tampered = await asyncio.to_thread(private_model_service.train, seed=11)
-    artifact = artifact_path(private_model_service.bentoml_home, tampered)
-    artifact.write_bytes(artifact.read_bytes() + b"\x00")
+    private_model_service.corrupt(tampered)
 
     with pytest.raises(aio.AioRpcError) as caught:
         await stub.UpdateModel(predictions_pb2.UpdateModelRequest(), timeout=60)

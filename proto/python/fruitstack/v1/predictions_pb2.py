@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66ruitstack/v1/predictions.proto\x12\rfruitstack.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n\x0ePredictRequest\x12=\n\x08\x66\x65\x61tures\x18\x01 \x03(\x0b\x32+.fruitstack.v1.PredictRequest.FeaturesEntry\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb7\x01\n\x0fPredictResponse\x12\r\n\x05label\x18\x01 \x01(\t\x12H\n\rprobabilities\x18\x02 \x03(\x0b\x32\x31.fruitstack.v1.PredictResponse.ProbabilitiesEntry\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x1a\x34\n\x12ProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"&\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x01\"=\n\x13PredictBatchRequest\x12&\n\x07\x63olumns\x18\x01 \x03(\x0b\x32\x15.fruitstack.v1.Column\"\x97\x01\n\x14PredictBatchResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x0f\n\x07\x63lasses\x18\x02 \x03(\t\x12\x15\n\rlabel_indices\x18\x03 \x03(\x05\x12,\n\rprobabilities\x18\x04 \x03(\x0b\x32\x15.fruitstack.v1.Column\x12\x12\n\nrow_offset\x18\x05 \x01(\x03\"\x11\n\x0fGetModelRequest\"7\n\x10GetModelResponse\x12#\n\x05model\x18\x01 \x01(\x0b\x32\x14.fruitstack.v1.Model\"\xba\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12(\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0b\x32\x16.fruitstack.v1.Feature\x12\x0f\n\x07\x63lasses\x18\x05 \x03(\t\x12\x32\n\x07metrics\x18\x06 \x03(\x0b\x32!.fruitstack.v1.Model.MetricsEntry\x12.\n\ntrained_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0ftraining_sample\x18\x08 \x01(\x0b\x32\x19.fruitstack.v1.DataSample\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"?\n\x07\x46\x65\x61ture\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03min\x18\x02 \x01(\x01\x12\x0b\n\x03max\x18\x03 \x01(\x01\x12\x0c\n\x04mean\x18\x04 \x01(\x01\"D\n\nDataSample\x12&\n\x07\x63olumns\x18\x01 \x03(\x0b\x32\x15.fruitstack.v1.Column\x12\x0e\n\x06labels\x18\x02 \x03(\t\"\x14\n\x12UpdateModelRequest\"H\n\x13UpdateModelResponse\x12\x18\n\x10previous_version\x18\x01 \x01(\t\x12\x17\n\x0f\x63urrent_version\x18\x02 \x01(\t2\xdd\x02\n\x11PredictionService\x12H\n\x07Predict\x12\x1d.fruitstack.v1.PredictRequest\x1a\x1e.fruitstack.v1.PredictResponse\x12[\n\x0cPredictBatch\x12\".fruitstack.v1.PredictBatchRequest\x1a#.fruitstack.v1.PredictBatchResponse(\x01\x30\x01\x12K\n\x08GetModel\x12\x1e.fruitstack.v1.GetModelRequest\x1a\x1f.fruitstack.v1.GetModelResponse\x12T\n\x0bUpdateModel\x12!.fruitstack.v1.UpdateModelRequest\x1a\".fruitstack.v1.UpdateModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66ruitstack/v1/predictions.proto\x12\rfruitstack.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n\x0ePredictRequest\x12=\n\x08\x66\x65\x61tures\x18\x01 \x03(\x0b\x32+.fruitstack.v1.PredictRequest.FeaturesEntry\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xce\x01\n\x0fPredictResponse\x12\r\n\x05label\x18\x01 \x01(\t\x12H\n\rprobabilities\x18\x02 \x03(\x0b\x32\x31.fruitstack.v1.PredictResponse.ProbabilitiesEntry\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x15\n\rprediction_id\x18\x04 \x01(\t\x1a\x34\n\x12ProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"&\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x01\"=\n\x13PredictBatchRequest\x12&\n\x07\x63olumns\x18\x01 \x03(\x0b\x32\x15.fruitstack.v1.Column\"\x97\x01\n\x14PredictBatchResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x0f\n\x07\x63lasses\x18\x02 \x03(\t\x12\x15\n\rlabel_indices\x18\x03 \x03(\x05\x12,\n\rprobabilities\x18\x04 \x03(\x0b\x32\x15.fruitstack.v1.Column\x12\x12\n\nrow_offset\x18\x05 \x01(\x03\"\x11\n\x0fGetModelRequest\"7\n\x10GetModelResponse\x12#\n\x05model\x18\x01 \x01(\x0b\x32\x14.fruitstack.v1.Model\"\x8c\x03\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12(\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0b\x32\x16.fruitstack.v1.Feature\x12\x0f\n\x07\x63lasses\x18\x05 \x03(\t\x12\x32\n\x07metrics\x18\x06 \x03(\x0b\x32!.fruitstack.v1.Model.MetricsEntry\x12.\n\ntrained_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0ftraining_sample\x18\x08 \x01(\x0b\x32\x19.fruitstack.v1.DataSample\x12\x0e\n\x06run_id\x18\t \x01(\t\x12\x0f\n\x07\x61liases\x18\n \x03(\t\x12/\n\x08registry\x18\x0b \x01(\x0b\x32\x1d.fruitstack.v1.RegistryStatus\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"t\n\x0eRegistryStatus\x12\x11\n\treachable\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12.\n\nchecked_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63hampion\x18\x04 \x01(\t\"?\n\x07\x46\x65\x61ture\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03min\x18\x02 \x01(\x01\x12\x0b\n\x03max\x18\x03 \x01(\x01\x12\x0c\n\x04mean\x18\x04 \x01(\x01\"D\n\nDataSample\x12&\n\x07\x63olumns\x18\x01 \x03(\x0b\x32\x15.fruitstack.v1.Column\x12\x0e\n\x06labels\x18\x02 \x03(\t\"%\n\x12UpdateModelRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"H\n\x13UpdateModelResponse\x12\x18\n\x10previous_version\x18\x01 \x01(\t\x12\x17\n\x0f\x63urrent_version\x18\x02 \x01(\t\"\x1a\n\x18ListModelVersionsRequest\"\x82\x01\n\x19ListModelVersionsResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0eserved_version\x18\x02 \x01(\t\x12\x10\n\x08\x63hampion\x18\x03 \x01(\t\x12-\n\x08versions\x18\x04 \x03(\x0b\x32\x1b.fruitstack.v1.ModelVersion\"\x96\x02\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61liases\x18\x04 \x03(\t\x12\x39\n\x07metrics\x18\x05 \x03(\x0b\x32(.fruitstack.v1.ModelVersion.MetricsEntry\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12)\n\x04gate\x18\x07 \x01(\x0b\x32\x1b.fruitstack.v1.GateDecision\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xe3\x01\n\x0cGateDecision\x12\x10\n\x08\x64\x65\x63ision\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\x0e\n\x06margin\x18\x03 \x01(\x01\x12\x17\n\x0f\x63\x61ndidate_score\x18\x04 \x01(\x01\x12\x1b\n\x0e\x63hampion_score\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x10\x63hampion_version\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12.\n\ndecided_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x11\n\x0f_champion_score2\xc5\x03\n\x11PredictionService\x12H\n\x07Predict\x12\x1d.fruitstack.v1.PredictRequest\x1a\x1e.fruitstack.v1.PredictResponse\x12[\n\x0cPredictBatch\x12\".fruitstack.v1.PredictBatchRequest\x1a#.fruitstack.v1.PredictBatchResponse(\x01\x30\x01\x12K\n\x08GetModel\x12\x1e.fruitstack.v1.GetModelRequest\x1a\x1f.fruitstack.v1.GetModelResponse\x12T\n\x0bUpdateModel\x12!.fruitstack.v1.UpdateModelRequest\x1a\".fruitstack.v1.UpdateModelResponse\x12\x66\n\x11ListModelVersions\x12\'.fruitstack.v1.ListModelVersionsRequest\x1a(.fruitstack.v1.ListModelVersionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,36 +38,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTRESPONSE_PROBABILITIESENTRY']._serialized_options = b'8\001'
   _globals['_MODEL_METRICSENTRY']._loaded_options = None
   _globals['_MODEL_METRICSENTRY']._serialized_options = b'8\001'
+  _globals['_MODELVERSION_METRICSENTRY']._loaded_options = None
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_PREDICTREQUEST']._serialized_start=84
   _globals['_PREDICTREQUEST']._serialized_end=212
   _globals['_PREDICTREQUEST_FEATURESENTRY']._serialized_start=165
   _globals['_PREDICTREQUEST_FEATURESENTRY']._serialized_end=212
   _globals['_PREDICTRESPONSE']._serialized_start=215
-  _globals['_PREDICTRESPONSE']._serialized_end=398
-  _globals['_PREDICTRESPONSE_PROBABILITIESENTRY']._serialized_start=346
-  _globals['_PREDICTRESPONSE_PROBABILITIESENTRY']._serialized_end=398
-  _globals['_COLUMN']._serialized_start=400
-  _globals['_COLUMN']._serialized_end=438
-  _globals['_PREDICTBATCHREQUEST']._serialized_start=440
-  _globals['_PREDICTBATCHREQUEST']._serialized_end=501
-  _globals['_PREDICTBATCHRESPONSE']._serialized_start=504
-  _globals['_PREDICTBATCHRESPONSE']._serialized_end=655
-  _globals['_GETMODELREQUEST']._serialized_start=657
-  _globals['_GETMODELREQUEST']._serialized_end=674
-  _globals['_GETMODELRESPONSE']._serialized_start=676
-  _globals['_GETMODELRESPONSE']._serialized_end=731
-  _globals['_MODEL']._serialized_start=734
-  _globals['_MODEL']._serialized_end=1048
-  _globals['_MODEL_METRICSENTRY']._serialized_start=1002
-  _globals['_MODEL_METRICSENTRY']._serialized_end=1048
-  _globals['_FEATURE']._serialized_start=1050
-  _globals['_FEATURE']._serialized_end=1113
-  _globals['_DATASAMPLE']._serialized_start=1115
-  _globals['_DATASAMPLE']._serialized_end=1183
-  _globals['_UPDATEMODELREQUEST']._serialized_start=1185
-  _globals['_UPDATEMODELREQUEST']._serialized_end=1205
-  _globals['_UPDATEMODELRESPONSE']._serialized_start=1207
-  _globals['_UPDATEMODELRESPONSE']._serialized_end=1279
-  _globals['_PREDICTIONSERVICE']._serialized_start=1282
-  _globals['_PREDICTIONSERVICE']._serialized_end=1631
+  _globals['_PREDICTRESPONSE']._serialized_end=421
+  _globals['_PREDICTRESPONSE_PROBABILITIESENTRY']._serialized_start=369
+  _globals['_PREDICTRESPONSE_PROBABILITIESENTRY']._serialized_end=421
+  _globals['_COLUMN']._serialized_start=423
+  _globals['_COLUMN']._serialized_end=461
+  _globals['_PREDICTBATCHREQUEST']._serialized_start=463
+  _globals['_PREDICTBATCHREQUEST']._serialized_end=524
+  _globals['_PREDICTBATCHRESPONSE']._serialized_start=527
+  _globals['_PREDICTBATCHRESPONSE']._serialized_end=678
+  _globals['_GETMODELREQUEST']._serialized_start=680
+  _globals['_GETMODELREQUEST']._serialized_end=697
+  _globals['_GETMODELRESPONSE']._serialized_start=699
+  _globals['_GETMODELRESPONSE']._serialized_end=754
+  _globals['_MODEL']._serialized_start=757
+  _globals['_MODEL']._serialized_end=1153
+  _globals['_MODEL_METRICSENTRY']._serialized_start=1107
+  _globals['_MODEL_METRICSENTRY']._serialized_end=1153
+  _globals['_REGISTRYSTATUS']._serialized_start=1155
+  _globals['_REGISTRYSTATUS']._serialized_end=1271
+  _globals['_FEATURE']._serialized_start=1273
+  _globals['_FEATURE']._serialized_end=1336
+  _globals['_DATASAMPLE']._serialized_start=1338
+  _globals['_DATASAMPLE']._serialized_end=1406
+  _globals['_UPDATEMODELREQUEST']._serialized_start=1408
+  _globals['_UPDATEMODELREQUEST']._serialized_end=1445
+  _globals['_UPDATEMODELRESPONSE']._serialized_start=1447
+  _globals['_UPDATEMODELRESPONSE']._serialized_end=1519
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_start=1521
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_end=1547
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_start=1550
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_end=1680
+  _globals['_MODELVERSION']._serialized_start=1683
+  _globals['_MODELVERSION']._serialized_end=1961
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=1107
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=1153
+  _globals['_GATEDECISION']._serialized_start=1964
+  _globals['_GATEDECISION']._serialized_end=2191
+  _globals['_PREDICTIONSERVICE']._serialized_start=2194
+  _globals['_PREDICTIONSERVICE']._serialized_end=2647
 # @@protoc_insertion_point(module_scope)

@@ -88,10 +88,13 @@ class PredictResponse(_message.Message):
     LABEL_FIELD_NUMBER: _builtins.int
     PROBABILITIES_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    PREDICTION_ID_FIELD_NUMBER: _builtins.int
     label: _builtins.str
     """The predicted class."""
     model_version: _builtins.str
     """Version of the model that produced this prediction."""
+    prediction_id: _builtins.str
+    """The prediction's id in the prediction log, for MonitoringService.RecordFeedback."""
     @_builtins.property
     def probabilities(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """Probability of each class, keyed by class name."""
@@ -102,10 +105,11 @@ class PredictResponse(_message.Message):
         label: _builtins.str = ...,
         probabilities: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         model_version: _builtins.str = ...,
+        prediction_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "model_version", b"model_version", "probabilities", b"probabilities"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "model_version", b"model_version", "prediction_id", b"prediction_id", "probabilities", b"probabilities"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -269,12 +273,17 @@ class Model(_message.Message):
     METRICS_FIELD_NUMBER: _builtins.int
     TRAINED_AT_FIELD_NUMBER: _builtins.int
     TRAINING_SAMPLE_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
+    REGISTRY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name in the model store, e.g. "fruitstack-classifier"."""
     version: _builtins.str
     """Version (the model store tag's version)."""
     dataset: _builtins.str
     """The dataset it was trained on, e.g. "iris"."""
+    run_id: _builtins.str
+    """The MLflow run that trained this version."""
     @_builtins.property
     def features(self) -> _containers.RepeatedCompositeFieldContainer[Global___Feature]:
         """Input features in the order the model expects them."""
@@ -295,6 +304,14 @@ class Model(_message.Message):
     def training_sample(self) -> Global___DataSample:
         """A small sample of the training data, for plotting a query among it."""
 
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Registry aliases of this version, e.g. "champion"."""
+
+    @_builtins.property
+    def registry(self) -> Global___RegistryStatus:
+        """What the model service last learned from the registry."""
+
     def __init__(
         self,
         *,
@@ -306,14 +323,55 @@ class Model(_message.Message):
         metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         trained_at: _timestamp_pb2.Timestamp | None = ...,
         training_sample: Global___DataSample | None = ...,
+        run_id: _builtins.str = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
+        registry: Global___RegistryStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["trained_at", b"trained_at", "training_sample", b"training_sample"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["registry", b"registry", "trained_at", b"trained_at", "training_sample", b"training_sample"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["classes", b"classes", "dataset", b"dataset", "features", b"features", "metrics", b"metrics", "name", b"name", "trained_at", b"trained_at", "training_sample", b"training_sample", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "classes", b"classes", "dataset", b"dataset", "features", b"features", "metrics", b"metrics", "name", b"name", "registry", b"registry", "run_id", b"run_id", "trained_at", b"trained_at", "training_sample", b"training_sample", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Model: _TypeAlias = Model  # noqa: Y015
+
+@_typing.final
+class RegistryStatus(_message.Message):
+    """The model service's view of the model registry (MLflow)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REACHABLE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    CHECKED_AT_FIELD_NUMBER: _builtins.int
+    CHAMPION_FIELD_NUMBER: _builtins.int
+    reachable: _builtins.bool
+    """Whether the last look at the registry succeeded (false: the service keeps
+    serving the version it holds).
+    """
+    error: _builtins.str
+    """Why it did not, when reachable is false."""
+    champion: _builtins.str
+    """The version the champion alias pointed at then."""
+    @_builtins.property
+    def checked_at(self) -> _timestamp_pb2.Timestamp:
+        """When the service last looked."""
+
+    def __init__(
+        self,
+        *,
+        reachable: _builtins.bool = ...,
+        error: _builtins.str = ...,
+        checked_at: _timestamp_pb2.Timestamp | None = ...,
+        champion: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["champion", b"champion", "checked_at", b"checked_at", "error", b"error", "reachable", b"reachable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegistryStatus: _TypeAlias = RegistryStatus  # noqa: Y015
 
 @_typing.final
 class Feature(_message.Message):
@@ -375,12 +433,19 @@ Global___DataSample: _TypeAlias = DataSample  # noqa: Y015
 class UpdateModelRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    VERSION_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    """The registered version to serve; empty means the champion. A version that
+    is not the champion becomes the champion (a rollback or roll forward).
+    """
     def __init__(
         self,
+        *,
+        version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -411,3 +476,173 @@ class UpdateModelResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateModelResponse: _TypeAlias = UpdateModelResponse  # noqa: Y015
+
+@_typing.final
+class ListModelVersionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelVersionsRequest: _TypeAlias = ListModelVersionsRequest  # noqa: Y015
+
+@_typing.final
+class ListModelVersionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SERVED_VERSION_FIELD_NUMBER: _builtins.int
+    CHAMPION_FIELD_NUMBER: _builtins.int
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The registered model, e.g. "fruitstack-classifier"."""
+    served_version: _builtins.str
+    """The version the model service serves."""
+    champion: _builtins.str
+    """The version the champion alias points at (empty: none)."""
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelVersion]:
+        """Every registered version, newest first."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        served_version: _builtins.str = ...,
+        champion: _builtins.str = ...,
+        versions: _abc.Iterable[Global___ModelVersion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["champion", b"champion", "name", b"name", "served_version", b"served_version", "versions", b"versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelVersionsResponse: _TypeAlias = ListModelVersionsResponse  # noqa: Y015
+
+@_typing.final
+class ModelVersion(_message.Message):
+    """One registered version of the model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetricsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    GATE_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    run_id: _builtins.str
+    """The MLflow run that trained it."""
+    sha256: _builtins.str
+    """sha256 of the artifact, recorded at registration."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Registry aliases, e.g. "champion" or "challenger"."""
+
+    @_builtins.property
+    def metrics(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """The run's holdout metrics: accuracy, f1_macro and per class."""
+
+    @_builtins.property
+    def gate(self) -> Global___GateDecision:
+        """The promotion gate's decision about it (empty when never gated)."""
+
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
+        metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        sha256: _builtins.str = ...,
+        gate: Global___GateDecision | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "gate", b"gate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "created_at", b"created_at", "gate", b"gate", "metrics", b"metrics", "run_id", b"run_id", "sha256", b"sha256", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelVersion: _TypeAlias = ModelVersion  # noqa: Y015
+
+@_typing.final
+class GateDecision(_message.Message):
+    """What the promotion gate decided about a version, and on what scores."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_FIELD_NUMBER: _builtins.int
+    METRIC_FIELD_NUMBER: _builtins.int
+    MARGIN_FIELD_NUMBER: _builtins.int
+    CANDIDATE_SCORE_FIELD_NUMBER: _builtins.int
+    CHAMPION_SCORE_FIELD_NUMBER: _builtins.int
+    CHAMPION_VERSION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    decision: _builtins.str
+    """"champion", "challenger" or "manual" (forced, or made champion by UpdateModel)."""
+    metric: _builtins.str
+    """The metric compared, e.g. "f1_macro", and the margin allowed."""
+    margin: _builtins.float
+    candidate_score: _builtins.float
+    """This version's score and the champion's of the time, on the same rows."""
+    champion_score: _builtins.float
+    """Unset when there was no champion to compare with."""
+    champion_version: _builtins.str
+    reason: _builtins.str
+    """One sentence, e.g. "not promoted: f1_macro 0.39 < champion v1 0.92"."""
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        decision: _builtins.str = ...,
+        metric: _builtins.str = ...,
+        margin: _builtins.float = ...,
+        candidate_score: _builtins.float = ...,
+        champion_score: _builtins.float | None = ...,
+        champion_version: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_champion_score", b"_champion_score", "champion_score", b"champion_score", "decided_at", b"decided_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_champion_score", b"_champion_score", "candidate_score", b"candidate_score", "champion_score", b"champion_score", "champion_version", b"champion_version", "decided_at", b"decided_at", "decision", b"decision", "margin", b"margin", "metric", b"metric", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__champion_score: _TypeAlias = _typing.Literal["champion_score"]  # noqa: Y015
+    _WhichOneofArgType__champion_score: _TypeAlias = _typing.Literal["_champion_score", b"_champion_score"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__champion_score) -> _WhichOneofReturnType__champion_score | None: ...
+
+Global___GateDecision: _TypeAlias = GateDecision  # noqa: Y015

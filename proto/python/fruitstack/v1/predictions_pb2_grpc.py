@@ -56,6 +56,11 @@ class PredictionServiceStub:
                 request_serializer=fruitstack_dot_v1_dot_predictions__pb2.UpdateModelRequest.SerializeToString,
                 response_deserializer=fruitstack_dot_v1_dot_predictions__pb2.UpdateModelResponse.FromString,
                 _registered_method=True)
+        self.ListModelVersions = channel.unary_unary(
+                '/fruitstack.v1.PredictionService/ListModelVersions',
+                request_serializer=fruitstack_dot_v1_dot_predictions__pb2.ListModelVersionsRequest.SerializeToString,
+                response_deserializer=fruitstack_dot_v1_dot_predictions__pb2.ListModelVersionsResponse.FromString,
+                _registered_method=True)
 
 
 class PredictionServiceServicer:
@@ -90,7 +95,17 @@ class PredictionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateModel(self, request, context):
-        """UpdateModel makes the model service load the newest registered model.
+        """UpdateModel switches the model service to a registered version: by
+        default the registry's champion; with a version, that version becomes the
+        champion (a rollback, recorded as a manual decision) and is served.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModelVersions(self, request, context):
+        """ListModelVersions lists every registered version of the model, newest
+        first, with its run, metrics, aliases and the promotion gate's decision.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -118,6 +133,11 @@ def add_PredictionServiceServicer_to_server(servicer, server):
                     servicer.UpdateModel,
                     request_deserializer=fruitstack_dot_v1_dot_predictions__pb2.UpdateModelRequest.FromString,
                     response_serializer=fruitstack_dot_v1_dot_predictions__pb2.UpdateModelResponse.SerializeToString,
+            ),
+            'ListModelVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModelVersions,
+                    request_deserializer=fruitstack_dot_v1_dot_predictions__pb2.ListModelVersionsRequest.FromString,
+                    response_serializer=fruitstack_dot_v1_dot_predictions__pb2.ListModelVersionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -230,6 +250,33 @@ class PredictionService:
             '/fruitstack.v1.PredictionService/UpdateModel',
             fruitstack_dot_v1_dot_predictions__pb2.UpdateModelRequest.SerializeToString,
             fruitstack_dot_v1_dot_predictions__pb2.UpdateModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModelVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fruitstack.v1.PredictionService/ListModelVersions',
+            fruitstack_dot_v1_dot_predictions__pb2.ListModelVersionsRequest.SerializeToString,
+            fruitstack_dot_v1_dot_predictions__pb2.ListModelVersionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,7 +49,14 @@ class PredictionServiceStub:
     its training data.
     """
     UpdateModel: _grpc.UnaryUnaryMultiCallable[_predictions_pb2.UpdateModelRequest, _predictions_pb2.UpdateModelResponse]
-    """UpdateModel makes the model service load the newest registered model."""
+    """UpdateModel switches the model service to a registered version: by
+    default the registry's champion; with a version, that version becomes the
+    champion (a rollback, recorded as a manual decision) and is served.
+    """
+    ListModelVersions: _grpc.UnaryUnaryMultiCallable[_predictions_pb2.ListModelVersionsRequest, _predictions_pb2.ListModelVersionsResponse]
+    """ListModelVersions lists every registered version of the model, newest
+    first, with its run, metrics, aliases and the promotion gate's decision.
+    """
 
 @_typing.type_check_only
 class PredictionServiceAsyncStub(PredictionServiceStub):
@@ -72,7 +79,14 @@ class PredictionServiceAsyncStub(PredictionServiceStub):
     its training data.
     """
     UpdateModel: _aio.UnaryUnaryMultiCallable[_predictions_pb2.UpdateModelRequest, _predictions_pb2.UpdateModelResponse]  # type: ignore[assignment]
-    """UpdateModel makes the model service load the newest registered model."""
+    """UpdateModel switches the model service to a registered version: by
+    default the registry's champion; with a version, that version becomes the
+    champion (a rollback, recorded as a manual decision) and is served.
+    """
+    ListModelVersions: _aio.UnaryUnaryMultiCallable[_predictions_pb2.ListModelVersionsRequest, _predictions_pb2.ListModelVersionsResponse]  # type: ignore[assignment]
+    """ListModelVersions lists every registered version of the model, newest
+    first, with its run, metrics, aliases and the promotion gate's decision.
+    """
 
 class PredictionServiceServicer(metaclass=_abc_1.ABCMeta):
     """PredictionService answers predictions with the trained model served by the
@@ -116,6 +130,19 @@ class PredictionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _predictions_pb2.UpdateModelRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_predictions_pb2.UpdateModelResponse, _abc.Awaitable[_predictions_pb2.UpdateModelResponse]]:
-        """UpdateModel makes the model service load the newest registered model."""
+        """UpdateModel switches the model service to a registered version: by
+        default the registry's champion; with a version, that version becomes the
+        champion (a rollback, recorded as a manual decision) and is served.
+        """
+
+    @_abc_1.abstractmethod
+    def ListModelVersions(
+        self,
+        request: _predictions_pb2.ListModelVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_predictions_pb2.ListModelVersionsResponse, _abc.Awaitable[_predictions_pb2.ListModelVersionsResponse]]:
+        """ListModelVersions lists every registered version of the model, newest
+        first, with its run, metrics, aliases and the promotion gate's decision.
+        """
 
 def add_PredictionServiceServicer_to_server(servicer: PredictionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,1 @@
+"""Monitoring the served model: the prediction log, feedback, drift and live accuracy."""

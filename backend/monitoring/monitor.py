@@ -1,0 +1,320 @@
+"""The monitoring feature's logic: drift reports and checks, feedback, live accuracy, counts (no gRPC here).
+
+The reference of a drift report is the summary of the training data that `bento/train.py` stores
+with each model version (the model service's `/model` answer, `reference`). The window is read from
+`drift_buckets` plus what this process has summarised but not written yet, so a report over a
+million predictions merges a few hundred sketches and never reads a million documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bson import ObjectId
+from bson.errors import InvalidId
+
+from backend.exceptions import FailedPrecondition, FruitstackError, InvalidArgument, NotFound
+from backend.messages import name_list, shorten
+from backend.mongo import Document
+from backend.monitoring.drift import DriftResult, Summary, compare
+from backend.monitoring.prediction_log import BULK, PredictionLog
+from backend.monitoring.repository import FeedbackResult, MonitoringRepository
+from backend.prediction import ModelInfo, Predictor
+
+logger = logging.getLogger(__name__)
+
+# A feedback for a prediction still on its way to MongoDB waits this long for it.
+_FEEDBACK_WAIT_S = 3.0
+_MAX_WINDOW_PREDICTIONS = 100_000_000
+_MAX_BINS = 1440
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    model_version: str
+    window_start: datetime | None
+    window_end: datetime | None
+    window_size: int
+    reference_size: int
+    result: DriftResult
+    computed_at: datetime
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    at: datetime
+    model_version: str
+    score: float
+    drift: bool
+    window_size: int
+    drifted: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VersionAccuracy:
+    model_version: str
+    labelled: int
+    correct: int
+
+
+@dataclass(frozen=True)
+class Bin:
+    start: datetime
+    a: int  # predictions, or labelled
+    b: int  # bulk rows, or correct
+
+
+class Monitor:
+    def __init__(
+        self,
+        *,
+        repository: MonitoringRepository,
+        log: PredictionLog,
+        predictor: Predictor,
+        window_predictions: int,
+        alpha: float,
+        check_interval_s: float,
+        on_drift_event: Callable[[DriftCheck], Awaitable[None]] | None = None,
+    ) -> None:
+        self._repository = repository
+        self._on_drift_event = on_drift_event  # e.g. ask for a retraining run
+        self._log = log
+        self._predictor = predictor
+        self._window_predictions = window_predictions
+        self._alpha = alpha
+        self._check_interval_s = check_interval_s
+        self._references: dict[str, Summary] = {}  # by model version: they never change
+        self.retention_s = repository.retention_s
+
+    # ---- drift --------------------------------------------------------------------------------
+
+    async def _reference(self, info: ModelInfo) -> Summary:
+        summary = self._references.get(info.version)
+        if summary is None:
+            if not info.reference:
+                raise FailedPrecondition(
+                    f"model version {info.version} has no summary of its training data to compare with; "
+                    "train it again with this release's bento/train.py"
+                )
+            summary = self._references[info.version] = Summary.from_doc(info.reference)
+        return summary
+
+    async def drift_report(
+        self,
+        *,
+        last_predictions: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        time_left: float | None = None,
+    ) -> DriftReport:
+        """Window: the newest last_predictions, or the range [since, until]; neither: the default size."""
+        if last_predictions is not None and not 0 < last_predictions <= _MAX_WINDOW_PREDICTIONS:
+            raise InvalidArgument(
+                f"last_predictions must be 1 to {_MAX_WINDOW_PREDICTIONS:,}, got {last_predictions}"
+            )
+        if since is not None and until is not None and since > until:
+            raise InvalidArgument("time_range.start must not be after time_range.end")
+        info = await self._predictor.current_model(time_left=time_left)
+        reference = await self._reference(info)
+        if since is None and until is None:
+            wanted = last_predictions or self._window_predictions
+            docs = await self._repository.buckets(model_version=info.version, newest_rows=wanted)
+            window = self._log.unflushed(info.version)
+        else:
+            docs = await self._repository.buckets(model_version=info.version, since=since, until=until)
+            # Open buckets hold rows from their start to now: they belong to a range unless it ended
+            # before they began.
+            window = self._log.unflushed(info.version, started_by=until)
+        for doc in docs:
+            window.merge(Summary.from_doc(doc))
+        result = compare(reference, window, features=info.feature_names, alpha=self._alpha)
+        starts = [d["start"] for d in docs]
+        ends = [d["end"] for d in docs]
+        return DriftReport(
+            model_version=info.version,
+            window_start=min(starts) if starts else None,
+            window_end=max(ends) if ends else None,
+            window_size=window.rows,
+            reference_size=reference.rows,
+            result=result,
+            computed_at=datetime.now(UTC),
+        )
+
+    async def check_drift(self) -> DriftCheck | None:
+        """One periodic check over the default window; records a drift event when the verdict turns."""
+        try:
+            report = await self.drift_report()
+        except FailedPrecondition:
+            return None  # nothing to compare with: not a fault worth a log line every minute
+        if report.window_size == 0:
+            return None
+        result = report.result
+        check = DriftCheck(
+            at=report.computed_at,
+            model_version=report.model_version,
+            score=result.score,
+            drift=result.drift,
+            window_size=report.window_size,
+            drifted=tuple(result.drifted),
+        )
+        previous = await self._repository.last_check(model_version=report.model_version)
+        event = check.drift and (previous is None or not previous.get("drift"))
+        await self._repository.insert_check({**_check_doc(check), "event": event})
+        if event:
+            logger.warning(
+                "drift: model %s, %s (score %.2f over %d predictions)",
+                check.model_version,
+                name_list(list(check.drifted)),
+                check.score,
+                check.window_size,
+            )
+            if self._on_drift_event is not None:
+                await self._on_drift_event(check)
+        return check
+
+    async def run(self) -> None:
+        """Check drift every check interval, for ever; a failed check is logged and retried next time."""
+        while True:
+            await asyncio.sleep(self._check_interval_s)
+            try:
+                await self.check_drift()
+            except FruitstackError as exc:
+                logger.info("drift check skipped: %s", exc.message)
+
+    async def recent_checks(self, *, limit: int = 60, events_only: bool = False) -> list[DriftCheck]:
+        docs = await self._repository.recent_checks(limit=limit, events_only=events_only)
+        return [_check_from_doc(d) for d in docs]
+
+    # ---- feedback -----------------------------------------------------------------------------
+
+    async def record_feedback(self, *, prediction_id: str, label: str) -> FeedbackResult:
+        oid = _prediction_id(prediction_id)
+        if not label:
+            raise InvalidArgument("label must not be empty; send one of the model's classes")
+        classes = await self._repository.classes_of(prediction_id=oid)
+        if classes is None:
+            # Perhaps still on its way to MongoDB: give the log a moment, then look again.
+            await self._log.written(oid, timeout_s=_FEEDBACK_WAIT_S)
+            classes = await self._repository.classes_of(prediction_id=oid)
+        if classes is None:
+            raise NotFound(
+                f"no logged prediction {prediction_id!r} (unknown, expired after the log's retention, "
+                "or never logged)"
+            )
+        if label not in classes:
+            raise InvalidArgument(
+                f"label {shorten(label)!r} is not a class of the model that made this prediction "
+                f"(classes: {name_list(classes, limit=20)})"
+            )
+        result = await self._repository.record_feedback(prediction_id=oid, label=label)
+        if result is None:  # expired between the two reads
+            raise NotFound(f"no logged prediction {prediction_id!r}")
+        return result
+
+    # ---- accuracy and counts ------------------------------------------------------------------
+
+    async def live_accuracy(
+        self, *, since: datetime, until: datetime, interval_s: int
+    ) -> tuple[list[VersionAccuracy], list[Bin]]:
+        bins = _empty_bins(since, until, interval_s)
+        per_version: dict[str, list[int]] = {}
+        for doc in await self._repository.accuracy_bins():
+            totals = per_version.setdefault(str(doc["model_version"]), [0, 0])
+            totals[0] += int(doc.get("labelled", 0))
+            totals[1] += int(doc.get("correct", 0))
+            _add(
+                bins,
+                since,
+                interval_s,
+                _aware(doc["start"]),
+                int(doc.get("labelled", 0)),
+                int(doc.get("correct", 0)),
+            )
+        versions = [VersionAccuracy(v, n, c) for v, (n, c) in sorted(per_version.items(), key=_version_order)]
+        return versions, [Bin(start, a, b) for start, (a, b) in bins.items()]
+
+    async def prediction_counts(self, *, since: datetime, until: datetime, interval_s: int) -> list[Bin]:
+        bins = _empty_bins(since, until, interval_s)
+        for doc in await self._repository.bucket_counts(since=since, until=until):
+            rows = int(doc["served"] if "served" in doc else doc["rows"])
+            single, bulk = (0, rows) if doc.get("source") == BULK else (rows, 0)
+            _add(bins, since, interval_s, _aware(doc["start"]), single, bulk)
+        return [Bin(start, a, b) for start, (a, b) in bins.items()]
+
+
+def time_range(
+    since: datetime | None, until: datetime | None, interval_s: int, *, default_span_s: int = 3600
+) -> tuple[datetime, datetime, int]:
+    """A checked (since, until, interval) for the over-time calls: defaults to the last hour by minute."""
+    until = until or datetime.now(UTC)
+    since = since or until - timedelta(seconds=default_span_s)
+    interval = int(interval_s or 60)
+    if interval < 1:
+        raise InvalidArgument(f"interval_s must be positive, got {interval_s}")
+    if since >= until:
+        raise InvalidArgument("time_range.start must be before time_range.end")
+    if (until - since).total_seconds() / interval > _MAX_BINS:
+        raise InvalidArgument(
+            f"at most {_MAX_BINS} bins per call; choose a larger interval_s or a shorter range"
+        )
+    return since, until, interval
+
+
+def _prediction_id(raw: str) -> ObjectId:
+    try:
+        return ObjectId(raw)
+    except (InvalidId, TypeError):
+        raise InvalidArgument(
+            f"prediction_id {shorten(raw)!r} is not a prediction id "
+            "(24 hexadecimal digits, from a PredictResponse)"
+        ) from None
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _empty_bins(since: datetime, until: datetime, interval_s: int) -> dict[datetime, list[int]]:
+    count = int((until - since).total_seconds() // interval_s) + 1
+    return {since + timedelta(seconds=i * interval_s): [0, 0] for i in range(count)}
+
+
+def _add(
+    bins: dict[datetime, list[int]], since: datetime, interval_s: int, at: datetime, a: int, b: int
+) -> None:
+    index = int((at - since).total_seconds() // interval_s)
+    if 0 <= index < len(bins):
+        key = since + timedelta(seconds=index * interval_s)
+        bins[key][0] += a
+        bins[key][1] += b
+
+
+def _version_order(item: tuple[str, list[int]]) -> tuple[int, str]:
+    version = item[0]
+    return (int(version), "") if version.isdigit() else (0, version)
+
+
+def _check_doc(check: DriftCheck) -> Document:
+    return {
+        "at": check.at,
+        "model_version": check.model_version,
+        "score": check.score,
+        "drift": check.drift,
+        "window_size": check.window_size,
+        "drifted": list(check.drifted),
+    }
+
+
+def _check_from_doc(doc: Document) -> DriftCheck:
+    return DriftCheck(
+        at=_aware(doc["at"]),
+        model_version=str(doc["model_version"]),
+        score=float(doc["score"]),
+        drift=bool(doc["drift"]),
+        window_size=int(doc["window_size"]),
+        drifted=tuple(str(x) for x in doc.get("drifted") or ()),
+    )

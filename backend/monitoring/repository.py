@@ -1,0 +1,177 @@
+"""The monitoring collections in MongoDB: the only module of the feature that speaks pymongo.
+
+- `predictions`: one document per logged Predict (features, label, probabilities, version, latency),
+  its feedback once given. Expires after the retention (TTL index on `at`).
+- `drift_buckets`: summaries (sketches and label counts) of consecutive served rows, a few thousand
+  rows or seconds each, per model version and source (Predict or PredictBatch). Drift reports and
+  prediction counts read only these, so their cost grows with the number of buckets in the window,
+  never with its rows. Same retention.
+- `accuracy_bins`: per model version and minute of feedback, how many labels came in and how many
+  predictions they said were right; per-version totals are their sums. Same retention.
+- `drift_checks`: the periodic checks' verdicts (`event: true` when one turned to drift).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pymongo
+from bson import ObjectId
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+
+from backend.mongo import Document, MongoOperations
+
+PREDICTIONS = "predictions"
+BUCKETS = "drift_buckets"
+ACCURACY = "accuracy_bins"
+CHECKS = "drift_checks"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackResult:
+    model_version: str
+    predicted_label: str
+    correct: bool
+    replaced: bool
+
+
+def minute(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
+class MonitoringRepository:
+    def __init__(
+        self, client: AsyncMongoClient[Document], *, database: str, timeout_s: float, retention_s: int
+    ) -> None:
+        db = client[database]
+        self.predictions: AsyncCollection[Document] = db[PREDICTIONS]
+        self._buckets: AsyncCollection[Document] = db[BUCKETS]
+        self._accuracy: AsyncCollection[Document] = db[ACCURACY]
+        self._checks: AsyncCollection[Document] = db[CHECKS]
+        self._mongo = MongoOperations(client, store="monitoring store", timeout_s=timeout_s)
+        self.retention_s = retention_s
+        self._prepared = False
+
+    async def prepare(self) -> None:
+        """TTL and query indexes (idempotent); called once MongoDB answers."""
+        if self._prepared:
+            return
+        async with self._mongo.bounded("prepare the monitoring collections", budget_s=600):
+            ttl = self.retention_s
+            await self.predictions.create_index("at", name="at_ttl", expireAfterSeconds=ttl)
+            await self._buckets.create_index("end", name="end_ttl", expireAfterSeconds=ttl)
+            await self._buckets.create_index(
+                [("model_version", pymongo.ASCENDING), ("end", pymongo.DESCENDING)], name="version_end"
+            )
+            await self._accuracy.create_index("start", name="start_ttl", expireAfterSeconds=ttl)
+            await self._checks.create_index("at", name="at_ttl", expireAfterSeconds=ttl)
+        self._prepared = True
+
+    # ---- the log --------------------------------------------------------------------------
+
+    async def insert_predictions(self, docs: list[Document], *, budget_s: float) -> None:
+        async with self._mongo.bounded("log predictions", budget_s=budget_s, quiet=True):
+            await self.predictions.insert_many(docs, ordered=False)
+
+    async def insert_bucket(self, doc: Document, *, budget_s: float) -> None:
+        async with self._mongo.bounded("store a drift summary", budget_s=budget_s, quiet=True):
+            await self._buckets.insert_one(doc)
+
+    async def buckets(
+        self,
+        *,
+        model_version: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest_rows: int | None = None,
+    ) -> list[Document]:
+        """Buckets of one version, newest first: within [since, until], or the newest holding newest_rows."""
+        query: Document = {"model_version": model_version}
+        if since is not None or until is not None:
+            query["end"] = {**({"$gte": since} if since else {}), **({"$lte": until} if until else {})}
+        async with self._mongo.bounded("read drift summaries"):
+            cursor = self._buckets.find(query).sort("end", pymongo.DESCENDING)
+            if newest_rows is None:
+                return await cursor.to_list()
+            found, rows = [], 0
+            # Small batches: a bucket is a few KB of sketches, and the newest few usually suffice,
+            # so a default batch (101 documents) would fetch far more than the window needs.
+            async for doc in cursor.batch_size(16):
+                found.append(doc)
+                rows += int(doc["rows"])
+                if rows >= newest_rows:
+                    break
+            return found
+
+    async def bucket_counts(self, *, since: datetime, until: datetime) -> list[Document]:
+        """start, source and rows of every bucket (all versions) that ended in the range."""
+        async with self._mongo.bounded("count predictions"):
+            cursor = self._buckets.find(
+                {"end": {"$gte": since, "$lte": until}},
+                projection={"start": 1, "source": 1, "rows": 1, "served": 1},
+            )
+            return await cursor.to_list()
+
+    # ---- feedback -------------------------------------------------------------------------
+
+    async def record_feedback(self, *, prediction_id: ObjectId, label: str) -> FeedbackResult | None:
+        """Set the true label of a logged prediction; None when there is no such (or an expired) one."""
+        now = datetime.now(UTC)
+        async with self._mongo.bounded("record the feedback"):
+            before = await self.predictions.find_one_and_update(
+                {"_id": prediction_id},
+                {"$set": {"feedback": {"label": label, "at": now}}},
+                projection={"label": 1, "model_version": 1, "feedback": 1, "probabilities": 1},
+                return_document=ReturnDocument.BEFORE,
+            )
+            if before is None:
+                return None
+            correct = before["label"] == label
+            previous = before.get("feedback")
+            inc = {"labelled": 1, "correct": int(correct)}
+            if previous is not None:  # a second label replaces the first: undo the first one's counts
+                inc = {"labelled": 0, "correct": int(correct) - int(before["label"] == previous["label"])}
+            version = str(before["model_version"])
+            bin_start = minute(now)
+            await self._accuracy.update_one(
+                {"_id": f"{version}|{bin_start.isoformat()}"},
+                # $setOnInsert, not $set: nx-27017 stores a datetime written by $set as a string.
+                {"$inc": inc, "$setOnInsert": {"model_version": version, "start": bin_start}},
+                upsert=True,
+            )
+        return FeedbackResult(
+            model_version=version,
+            predicted_label=str(before["label"]),
+            correct=correct,
+            replaced=previous is not None,
+        )
+
+    async def classes_of(self, *, prediction_id: ObjectId) -> list[str] | None:
+        """The classes of the version that made a logged prediction (the keys of its probabilities)."""
+        async with self._mongo.bounded("find the prediction"):
+            doc = await self.predictions.find_one({"_id": prediction_id}, projection={"probabilities": 1})
+        return None if doc is None else list(doc["probabilities"])
+
+    async def accuracy_bins(self, *, since: datetime | None = None) -> list[Document]:
+        query: Document = {} if since is None else {"start": {"$gte": since}}
+        async with self._mongo.bounded("read live accuracy"):
+            return await self._accuracy.find(query).to_list()
+
+    # ---- drift checks ---------------------------------------------------------------------
+
+    async def insert_check(self, doc: Document) -> None:
+        async with self._mongo.bounded("record a drift check"):
+            await self._checks.insert_one(doc)
+
+    async def recent_checks(self, *, limit: int, events_only: bool = False) -> list[Document]:
+        query: Document = {"event": True} if events_only else {}
+        async with self._mongo.bounded("read drift checks"):
+            return await self._checks.find(query).sort("at", pymongo.DESCENDING).limit(limit).to_list()
+
+    async def last_check(self, *, model_version: str) -> Document | None:
+        async with self._mongo.bounded("read drift checks"):
+            return await self._checks.find_one(
+                {"model_version": model_version}, sort=[("at", pymongo.DESCENDING)]
+            )
