@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             model_url=f"http://127.0.0.1:{model_port}",
             page_token_secret=SecretStr("bench-page-token-secret-0123456789"),
             drift_check_interval_s=3600,  # no periodic check competing with the timed reports
+            # GetDriftReport is a read: measured without signing in (the policy interceptor still runs).
+            allow_anonymous_reads=True,
         )
         model, rows = asyncio.run(backend_and_measure(settings, args.repeats))
 

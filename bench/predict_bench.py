@@ -311,8 +311,8 @@ def main(argv: list[str] | None = None) -> int:
                 "MONGODB_URI": mongo.uri,
                 "MONGODB_DATABASE": name.replace(" ", "_").replace(",", ""),
                 "LOCAL_MODE": "true",
-                # No MongoDB, so no users to sign in: predictions are anonymous reads here (the
-                # policy interceptor still runs for every call, as in production).
+                # Predictions as anonymous reads: the prediction path is measured, not sign-in
+                # (the policy interceptor still runs for every call, as in production).
                 "ALLOW_ANONYMOUS_READS": "true",
                 "LOG_LEVEL": "WARNING",
                 **extra,
