@@ -7,6 +7,7 @@ accepting is asked to sign in again and keeps what its page shows.
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 
@@ -36,6 +37,13 @@ def add_fruit_elsewhere(stack: FrontendStack, name: str) -> None:
         fruits_pb2_grpc.FruitServiceStub(channel).AddFruit(
             fruits_pb2.AddFruitRequest(name=name), metadata=stack.backend.metadata(), timeout=10
         )
+
+
+def predicted_by(page: Page) -> None:
+    """Open the Predict tab and predict the form's defaults."""
+    controller.PageNavbar(page, "tabs").set("predict")
+    controller.InputTaskButton(page, "predict-predict").click()
+    expect(page.locator("#predict-label_value")).to_have_text(re.compile(r"\w+"))
 
 
 def test_a_viewer_reads_but_may_not_change_anything(
@@ -68,6 +76,17 @@ def test_a_viewer_reads_but_may_not_change_anything(
     expect(page.locator("#model-update_gate-reason")).to_have_text(
         f"To update the model you need to be an admin; you are signed in as {username} (viewer)."
     )
+    expect(page.locator("#model-rollback")).to_be_disabled()
+    expect(page.locator("#model-rollback_gate-reason")).to_contain_text("To serve another version you need")
+    expect(page.locator("#retraining-retrain")).to_be_disabled()
+    expect(page.locator("#retraining-retrain_gate-reason")).to_contain_text("To start a retraining you need")
+
+    # A viewer predicts, but may not say what the answer should have been (feedback is training data).
+    predicted_by(page)
+    expect(page.locator("#predict-send_feedback")).to_be_disabled()
+    expect(page.locator("#predict-feedback_gate-reason")).to_have_text(
+        f"To send feedback you need to be an editor or admin; you are signed in as {username} (viewer)."
+    )
 
     # Signing out closes the gates with the other reason.
     controller.InputActionButton(page, "auth-sign_out").click()
@@ -90,6 +109,10 @@ def test_an_editor_adds_fruits_but_may_not_update_the_model(
     expect_table_cell(page, "fruits-table", name, row=0, col=0)
     controller.PageNavbar(page, "tabs").set("model")
     expect(page.locator("#model-update")).to_be_disabled()
+    expect(page.locator("#retraining-retrain")).to_be_disabled()
+    predicted_by(page)
+    expect(page.locator("#predict-send_feedback")).to_be_enabled()
+    expect(page.locator("#predict-feedback_gate-reason")).to_have_text("")
 
 
 def test_a_wrong_password_is_said_and_nothing_opens(shared_frontend: FrontendStack, app_page: Page) -> None:
