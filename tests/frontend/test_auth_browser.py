@@ -42,6 +42,7 @@ def add_fruit_elsewhere(stack: FrontendStack, name: str) -> None:
 def predicted_by(page: Page) -> None:
     """Open the Predict tab and predict the form's defaults."""
     controller.PageNavbar(page, "tabs").set("predict")
+    controller.InputSlider(page, "predict-feature_0").expect_label("sepal_length_cm")  # the form is up
     controller.InputTaskButton(page, "predict-predict").click()
     expect(page.locator("#predict-label_value")).to_have_text(re.compile(r"\w+"))
 
