@@ -50,3 +50,22 @@ async def test_a_timestamp_that_is_not_a_time_is_invalid_argument_naming_the_fie
             details = caught.value.details() or ""
             assert details.startswith(f"time_range.{side} is not a valid time"), details
             assert "years 1 to 9999" in details
+
+
+async def test_an_end_in_the_first_hour_of_year_one_without_a_start_is_invalid_argument(
+    backend: RunningBackend,
+) -> None:
+    # Valid, but the default start (an hour before the end) is before year 1 (found by tests/fuzz).
+    time_range = monitoring_pb2.TimeRange(end=Timestamp(seconds=-62135596800))
+    monitoring = backend.monitoring
+    calls: list[Awaitable[object]] = [
+        monitoring.GetLiveAccuracy(monitoring_pb2.GetLiveAccuracyRequest(time_range=time_range), timeout=10),
+        monitoring.GetPredictionCounts(
+            monitoring_pb2.GetPredictionCountsRequest(time_range=time_range), timeout=10
+        ),
+    ]
+    for answer in calls:
+        with pytest.raises(aio.AioRpcError) as caught:
+            await answer
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "give time_range.start" in (caught.value.details() or "")
