@@ -251,7 +251,13 @@ def time_range(
 ) -> tuple[datetime, datetime, int]:
     """A checked (since, until, interval) for the over-time calls: defaults to the last hour by minute."""
     until = until or datetime.now(UTC)
-    since = since or until - timedelta(seconds=default_span_s)
+    try:
+        since = since or until - timedelta(seconds=default_span_s)
+    except OverflowError:  # an end in the first hour of year 1 (an INTERNAL crash, found by tests/fuzz)
+        raise InvalidArgument(
+            f"time_range.end is less than {default_span_s} s after 0001-01-01, so the default start "
+            f"({default_span_s} s before it) is no time; give time_range.start"
+        ) from None
     interval = int(interval_s or 60)
     if interval < 1:
         raise InvalidArgument(f"interval_s must be positive, got {interval_s}")

@@ -9,7 +9,7 @@ from fruitstack.v1 import monitoring_pb2, monitoring_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
-from backend.exceptions import FruitstackError
+from backend.exceptions import FruitstackError, InvalidArgument
 from backend.monitoring.drift import Histogram
 from backend.monitoring.monitor import DriftCheck, Monitor, time_range
 from backend.monitoring.prediction_log import PredictionLog
@@ -41,8 +41,7 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
         window = request.WhichOneof("window")
         since = until = None
         if window == "time_range":
-            since = _time(request.time_range.start, request.time_range.HasField("start"))
-            until = _time(request.time_range.end, request.time_range.HasField("end"))
+            since, until = _times(request.time_range)
         report = await self._monitor.drift_report(
             last_predictions=request.last_predictions if window == "last_predictions" else None,
             since=since,
@@ -141,14 +140,28 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
         return response
 
 
-def _time(field: Timestamp, present: bool) -> datetime | None:
-    return field.ToDatetime(tzinfo=UTC) if present else None
+def _time(field: Timestamp, name: str) -> datetime:
+    try:
+        return field.ToDatetime(tzinfo=UTC)
+    except ValueError:
+        # protobuf refuses nanos outside 0-999,999,999 and seconds outside years 1-9999; its message
+        # misstates the nanos range, so the client gets ours (this was an INTERNAL crash, found by
+        # tests/fuzz).
+        raise InvalidArgument(
+            f"{name} is not a valid time (seconds {field.seconds}, nanos {field.nanos}): it must lie in "
+            "the years 1 to 9999, with nanos from 0 to 999,999,999"
+        ) from None
+
+
+def _times(field: monitoring_pb2.TimeRange) -> tuple[datetime | None, datetime | None]:
+    """The range's start and end; None for an end that is unset."""
+    start = _time(field.start, "time_range.start") if field.HasField("start") else None
+    end = _time(field.end, "time_range.end") if field.HasField("end") else None
+    return start, end
 
 
 def _range(field: monitoring_pb2.TimeRange, interval_s: int) -> tuple[datetime, datetime, int]:
-    return time_range(
-        _time(field.start, field.HasField("start")), _time(field.end, field.HasField("end")), interval_s
-    )
+    return time_range(*_times(field), interval_s)
 
 
 def _set(field: Timestamp, value: datetime | None) -> None:
