@@ -15,7 +15,7 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["proto_check", "buf", "lint", "hadolint", "tests"]
+nox.options.sessions = ["proto_check", "buf", "lint", "hadolint", "tests", "faults"]
 # Reuse environments between runs; requirements are pinned so they only change with the files.
 nox.options.reuse_venv = "yes"
 
@@ -111,9 +111,19 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The whole test suite: unit, integration (real servers), browser and, with Docker, the stack."""
+    """The whole test suite: unit, integration (real servers), browser and, with Docker, the stack.
+
+    The fault suite (tests/faults) is its own session, `faults`, run after this one.
+    """
     _install_dev(session)
-    session.run("pytest", *session.posargs, env=BENTO_ENV)
+    session.run("pytest", *(session.posargs or ["--ignore=tests/faults"]), env=BENTO_ENV)
+
+
+@nox.session(python=PYTHON)
+def faults(session: nox.Session) -> None:
+    """Faults on the composed stack under load (Docker): each fault's table, 0 acknowledged writes lost."""
+    _install_dev(session)
+    session.run("pytest", "tests/faults", *session.posargs, env=BENTO_ENV)
 
 
 @nox.session(python=PYTHON)

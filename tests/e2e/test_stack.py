@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.parse
 import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -25,7 +23,6 @@ from fruitstack.v1 import (
     retraining_pb2,
     retraining_pb2_grpc,
 )
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from playwright.sync_api import Page
 from shiny.playwright import controller
 
@@ -33,7 +30,16 @@ from scripts.processes import wait_until
 from tests import support
 from tests.browser import expect_table_cell, sign_in
 from tests.fixtures.prefect import PrefectRest
-from tests.fixtures.stack import ComposeStack
+from tests.fixtures.stack import (
+    Bearer,
+    ComposeStack,
+    admin_password,
+    all_fruit_ids,
+    eventually,
+    mean_row,
+    unique,
+    wait_for_backend,
+)
 
 # The first test also builds every image (minutes when the layer cache is cold).
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
@@ -46,11 +52,6 @@ def grpcurl_executable() -> str:
     return support.grpcurl_executable()
 
 
-def admin_password(stack: ComposeStack) -> str:
-    """The generated first-admin password, read where the README says to read it."""
-    return stack.exec_output("backend", "cat", "/run/secrets/first_admin_password").strip()
-
-
 @pytest.fixture(scope="module")
 def token(grpcurl_executable: str, stack: ComposeStack) -> str:
     """An access token of the first admin, from a real Login through the published port."""
@@ -60,25 +61,11 @@ def token(grpcurl_executable: str, stack: ComposeStack) -> str:
     return str(json.loads(answer.stdout)["access_token"])
 
 
-class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):  # type: ignore[type-arg]
-    def __init__(self, token: str) -> None:
-        self._metadata = (("authorization", f"Bearer {token}"),)
-
-    def _details(self, details: Any) -> Any:
-        return details._replace(metadata=[*(details.metadata or ()), *self._metadata])
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
-        return continuation(self._details(details), request_iterator)
-
-
 @pytest.fixture
 def channel(stack: ComposeStack, token: str) -> Iterator[grpc.Channel]:
     """A channel to the published backend port on which every call carries the admin's token."""
     with grpc.insecure_channel(stack.backend_target) as plain:
-        yield grpc.intercept_channel(plain, _Bearer(token))
+        yield grpc.intercept_channel(plain, Bearer(token))
 
 
 def run_grpcurl(
@@ -111,67 +98,12 @@ def grpcurl(
     return result.stdout
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def all_fruit_ids(channel: grpc.Channel) -> set[str]:
-    """Every stored fruit's id, paging through ListFruits."""
-    stub = fruits_pb2_grpc.FruitServiceStub(channel)
-    ids: set[str] = set()
-    token = ""
-    while True:
-        page = stub.ListFruits(fruits_pb2.ListFruitsRequest(page_size=1000, page_token=token), timeout=30)
-        ids.update(f.id for f in page.fruits)
-        token = page.next_page_token
-        if not token:
-            return ids
-
-
 def add_fruits(channel: grpc.Channel, count: int) -> set[str]:
     stub = fruits_pb2_grpc.FruitServiceStub(channel)
     return {
         stub.AddFruit(fruits_pb2.AddFruitRequest(name=unique("fruit")), timeout=30).fruit.id
         for _ in range(count)
     }
-
-
-def mean_row(channel: grpc.Channel) -> dict[str, float]:
-    """A valid row for whatever model is served: every feature at its training mean."""
-    model = predictions_pb2_grpc.PredictionServiceStub(channel).GetModel(
-        predictions_pb2.GetModelRequest(), timeout=30
-    )
-    return {f.name: f.mean for f in model.model.features}
-
-
-def wait_for_backend(stack: ComposeStack, timeout: float = 120) -> None:
-    """Until the backend, reached through its published port, reports SERVING."""
-
-    def serving() -> bool:
-        with grpc.insecure_channel(stack.backend_target) as channel:
-            try:
-                response = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=3
-                )
-            except grpc.RpcError:
-                return False
-        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
-
-    wait_until(serving, timeout=timeout, what="the backend to report SERVING", interval=1)
-
-
-def eventually(call: Callable[[], T], *, timeout: float, what: str) -> T:
-    """The first successful result of call (retried on gRPC errors), or fail with the last error."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except grpc.RpcError as exc:
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{what}: still {exc.code().name} ({exc.details()}) after {timeout:.0f}s"
-                ) from exc
-            time.sleep(1)
 
 
 def test_grpcurl_lists_every_service(grpcurl_executable: str, stack: ComposeStack) -> None:
