@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Upper bound for one MongoDB operation (lower if the call's deadline is).",
     )
+    mongodb_heartbeat_ms: int = Field(
+        default=1000,
+        ge=500,  # pymongo's minimum
+        description="How often the MongoDB driver checks each server (a frozen one is noticed within "
+        "this plus MONGODB_TIMEOUT_MS; calls then fail fast with UNAVAILABLE).",
+    )
     mongodb_check_interval_s: float = Field(
         default=2.0, gt=0, description="How often MongoDB is pinged to keep the health status current."
     )

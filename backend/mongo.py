@@ -15,6 +15,7 @@ from typing import Any
 import pymongo
 from pymongo import AsyncMongoClient
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, ServerSelectionTimeoutError
+from pymongo.server_type import SERVER_TYPE
 
 from backend.exceptions import DeadlineExceeded, Unavailable
 
@@ -35,6 +36,13 @@ class MongoOperations:
         self._store = store
         self.timeout_s = timeout_s
 
+    def known_down(self) -> bool:
+        """Whether every server's last check failed (not merely: not checked yet, as at start)."""
+        servers = self._client.topology_description.server_descriptions().values()
+        return bool(servers) and all(
+            s.server_type == SERVER_TYPE.Unknown and s.error is not None for s in servers
+        )
+
     @contextlib.asynccontextmanager
     async def bounded(
         self, what: str, time_left: float | None = None, *, budget_s: float | None = None, quiet: bool = False
@@ -44,6 +52,10 @@ class MongoOperations:
         quiet: the caller logs failures itself (e.g. once per burst), so no warning here.
         """
         warn = (lambda *args: None) if quiet else logger.warning
+        if self.known_down():
+            # The driver's monitor tried and reached no server: waiting out the budget would only
+            # spend the caller's deadline (a frozen server would answer DEADLINE_EXCEEDED, late).
+            raise Unavailable(f"the {self._store} (MongoDB) is unavailable; could not {what}")
         budget = budget_s or self.timeout_s
         if time_left is not None:
             budget = max(_MIN_BUDGET_S, min(budget, time_left - _DEADLINE_MARGIN_S))

@@ -145,6 +145,9 @@ async def open_mongo(settings: Settings) -> AsyncIterator[AsyncMongoClient[Docum
         tz_aware=True,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
+        # The driver's own check of each server; a frozen or unreachable one is known down within
+        # this plus connectTimeoutMS, and calls then fail fast (backend.mongo.MongoOperations).
+        heartbeatFrequencyMS=settings.mongodb_heartbeat_ms,
         appname="fruitstack-backend",
     )
     try:

@@ -45,6 +45,9 @@ HOLD_S = 8.0
 AFTER_S = 3.0
 RECOVERY_BOUND_S = 90.0
 
+# MONGODB_HEARTBEAT_MS + MONGODB_TIMEOUT_MS (compose's defaults) and a call's own deadline.
+NOTICING_MONGODB_S = 1.0 + 2.0 + DEADLINE_S
+
 OK = frozenset({"OK"})
 DOWN = frozenset({"UNAVAILABLE"})
 
@@ -89,9 +92,10 @@ FAULTS = [
         compose("pause", "mongo"),
         compose("unpause", "mongo"),
         during={ADD_FRUIT: DOWN, PREDICT: OK},
-        # Until the driver's monitor gives the frozen server up, a write waits out its bound.
+        # Until the driver's monitor gives the frozen server up (its next heartbeat, 1 s, times
+        # out after 2 s), a write waits out its bound, and may answer just after its deadline.
         noticing={ADD_FRUIT: frozenset({"DEADLINE_EXCEEDED"})},
-        noticing_s=4.0,
+        noticing_s=NOTICING_MONGODB_S,
     ),
     Fault(
         "mongodb-killed",
@@ -107,7 +111,7 @@ FAULTS = [
         backend_network("connect"),
         during={ADD_FRUIT: DOWN, PREDICT: OK},
         noticing={ADD_FRUIT: frozenset({"DEADLINE_EXCEEDED"})},
-        noticing_s=4.0,
+        noticing_s=NOTICING_MONGODB_S,
     ),
     Fault(
         "model-killed",
@@ -183,8 +187,11 @@ def run_fault(stack: ComposeStack, channel: grpc.Channel, fault: Fault) -> tuple
     load = Load(channel, features=mean_row(channel), deadline_s=DEADLINE_S)
     with load.running():
         time.sleep(WARMUP_S)
-        inject_at = time.monotonic()
+        began_at = time.monotonic()
         fault.inject(stack)
+        # From here the fault holds (the docker command has returned); calls started while it was
+        # being injected may end either way.
+        inject_at = time.monotonic()
         time.sleep(HOLD_S)
         repair_at = time.monotonic()
         fault.repair(stack)
@@ -195,7 +202,7 @@ def run_fault(stack: ComposeStack, channel: grpc.Channel, fault: Fault) -> tuple
     acknowledged = load.acknowledged()
     phases = {
         phase: {kind: dict(codes(load.between(start, stop, kind))) for kind in (ADD_FRUIT, PREDICT)}
-        for phase, start, stop in iter_phases(inject_at, repair_at, repair_at + recovery_s, end)
+        for phase, start, stop in iter_phases(began_at, repair_at, repair_at + recovery_s, end)
     }
     report = Report(
         fault=fault.name,

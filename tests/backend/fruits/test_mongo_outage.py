@@ -80,3 +80,36 @@ async def test_backend_started_while_mongodb_is_down_comes_up_by_itself(
         await wait_for_status(backend, FRUIT_SERVICE, "SERVING")
         response = await backend.fruits.AddFruit(fruits_pb2.AddFruitRequest(name="late"), timeout=5)
         assert response.fruit.name == "late"
+
+
+async def test_a_frozen_mongodb_is_noticed_then_calls_fail_fast_with_unavailable(
+    private_mongo: NxServer, mongodb_database: str
+) -> None:
+    # SIGSTOP: connections stay open and nothing answers, as with `docker pause` or a hung host.
+    settings = backend_settings(
+        mongodb_uri=private_mongo.uri, mongodb_database=mongodb_database, mongodb_heartbeat_ms=500
+    )
+    async with running_backend(settings) as backend:
+        await backend.fruits.AddFruit(fruits_pb2.AddFruitRequest(name="before"), timeout=5)
+        private_mongo.pause()
+        try:
+            # The driver's monitor gives the frozen server up within heartbeat + timeout (0.5 + 1 s).
+            await asyncio.sleep(0.5 + 1.0 + 0.5)
+            for _ in range(3):
+                started = time.monotonic()
+                with pytest.raises(aio.AioRpcError) as info:
+                    await backend.fruits.ListFruits(fruits_pb2.ListFruitsRequest(), timeout=2)
+                assert info.value.code() == grpc.StatusCode.UNAVAILABLE, info.value.details()
+                # Fast: not the store's 1 s budget, let alone the 2 s deadline.
+                assert time.monotonic() - started < 0.5
+        finally:
+            private_mongo.resume()
+        # Thawed: the monitor's next check finds it, and calls succeed again by themselves.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                await backend.fruits.ListFruits(fruits_pb2.ListFruitsRequest(), timeout=2)
+                break
+            except aio.AioRpcError:
+                assert time.monotonic() < deadline, "calls did not recover after MongoDB thawed"
+                await asyncio.sleep(0.2)
