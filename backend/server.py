@@ -172,12 +172,9 @@ def open_accounts(mongo: AsyncMongoClient[Document], settings: Settings, tokens:
 
 
 @dataclass(frozen=True)
-class Backend:
-    """The server (built, not started) and the dependencies it was built from."""
+class Services:
+    """What the gRPC services are built on (the repositories share one MongoDB client)."""
 
-    server: BackendServer
-    port: int
-    mongo: AsyncMongoClient[Document]
     fruits: FruitRepository
     accounts: Accounts
     tokens: TokenCodec
@@ -188,36 +185,39 @@ class Backend:
     retrainer: Retrainer
 
 
-def create_server(
-    settings: Settings,
-    *,
-    fruits: FruitRepository,
-    accounts: Accounts,
-    tokens: TokenCodec,
-    predictor: Predictor,
-    monitoring: MonitoringRepository,
-    prediction_log: PredictionLog,
-    monitor: Monitor,
-    retrainer: Retrainer,
-) -> tuple[BackendServer, int]:
+@dataclass(frozen=True)
+class Backend:
+    """The server (built, not started) and the dependencies it was built from."""
+
+    server: BackendServer
+    port: int
+    mongo: AsyncMongoClient[Document]
+    services: Services
+
+
+def create_server(settings: Settings, services: Services) -> tuple[BackendServer, int]:
     """Build (not start) the server with every service registered; returns it and its bound port."""
     # Order matters: the error mapping is outermost, so the policy's refusals become statuses too.
     interceptors = [
         ErrorMappingInterceptor(),
-        AuthInterceptor(policy=POLICY, tokens=tokens, allow_anonymous_reads=settings.allow_anonymous_reads),
+        AuthInterceptor(
+            policy=POLICY, tokens=services.tokens, allow_anonymous_reads=settings.allow_anonymous_reads
+        ),
     ]
     server = aio.server(interceptors=interceptors, options=MESSAGE_SIZE_OPTIONS)
     page_tokens = PageTokenCodec(settings.page_token_secret.get_secret_value().encode())
-    fruits_pb2_grpc.add_FruitServiceServicer_to_server(FruitServicer(fruits, page_tokens), server)
-    log = prediction_log if settings.prediction_log_enabled else None
+    fruits_pb2_grpc.add_FruitServiceServicer_to_server(FruitServicer(services.fruits, page_tokens), server)
+    log = services.prediction_log if settings.prediction_log_enabled else None
     predictions_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(predictor, log=log), server
+        PredictionServicer(services.predictor, log=log), server
     )
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
-        MonitoringServicer(monitor, prediction_log), server
+        MonitoringServicer(services.monitor, services.prediction_log), server
     )
-    retraining_pb2_grpc.add_RetrainingServiceServicer_to_server(RetrainingServicer(retrainer), server)
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(accounts, tokens), server)
+    retraining_pb2_grpc.add_RetrainingServiceServicer_to_server(
+        RetrainingServicer(services.retrainer), server
+    )
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(services.accounts, services.tokens), server)
 
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -241,8 +241,8 @@ def create_server(
         port = server.add_secure_port(address, credentials)
 
     async def mongo_ready() -> None:
-        await fruits.check()
-        await monitoring.prepare()
+        await services.fruits.check()
+        await services.monitoring.prepare()
 
     watchers = [
         DependencyWatcher(
@@ -254,18 +254,18 @@ def create_server(
         ),
         DependencyWatcher(
             service=PREDICTION_SERVICE,
-            probe=predictor.check_ready,
+            probe=services.predictor.check_ready,
             health=health_servicer,
             interval_s=settings.model_check_interval_s,
         ),
         DependencyWatcher(
             service=AUTH_SERVICE,
-            probe=accounts.check,
+            probe=services.accounts.check,
             health=health_servicer,
             interval_s=settings.mongodb_check_interval_s,
         ),
     ]
-    background = {"prediction-log": prediction_log.run, "drift-checks": monitor.run}
+    background = {"prediction-log": services.prediction_log.run, "drift-checks": services.monitor.run}
     return BackendServer(
         server, health_servicer=health_servicer, watchers=watchers, background=background
     ), port
@@ -312,8 +312,7 @@ async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
                 check_interval_s=settings.drift_check_interval_s,
                 on_drift_event=retrainer.on_drift_event if settings.retrain_on_drift else None,
             )
-            server, port = create_server(
-                settings,
+            services = Services(
                 fruits=fruits,
                 accounts=accounts,
                 tokens=tokens,
@@ -323,20 +322,9 @@ async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
                 monitor=monitor,
                 retrainer=retrainer,
             )
+            server, port = create_server(settings, services)
             try:
-                yield Backend(
-                    server=server,
-                    port=port,
-                    mongo=mongo,
-                    fruits=fruits,
-                    accounts=accounts,
-                    tokens=tokens,
-                    predictor=predictor,
-                    monitoring=monitoring,
-                    prediction_log=prediction_log,
-                    monitor=monitor,
-                    retrainer=retrainer,
-                )
+                yield Backend(server=server, port=port, mongo=mongo, services=services)
             finally:
                 await server.stop(0)  # a no-op when it was stopped (gracefully) already
                 await prediction_log.close()

@@ -96,7 +96,7 @@ async def backend_and_measure(
     settings: Settings, repeats: int
 ) -> tuple[predictions_pb2.Model, list[dict[str, Any]]]:
     async with open_backend(settings) as backend:
-        await backend.monitoring.prepare()
+        await backend.services.monitoring.prepare()
         await backend.server.start()
         target = f"127.0.0.1:{backend.port}"
         async with aio.insecure_channel(target) as channel:

@@ -83,7 +83,7 @@ async def measure(uri: str, database: str, fruits: int, repeats: int) -> list[di
         model_url=f"http://127.0.0.1:{free_port()}",
     )
     async with open_backend(settings) as backend:
-        await backend.fruits.prepare()
+        await backend.services.fruits.prepare()
         await backend.server.start()
         return await _measure_pages(backend.port, uri, database, fruits, repeats)
 
