@@ -24,6 +24,13 @@ Document = dict[str, Any]
 
 # Leave the gRPC layer this much of the caller's deadline to send the answer.
 _DEADLINE_MARGIN_S = 0.1
+# The hard stop (asyncio.timeout) comes this long after pymongo's own timeout, never with it. When
+# both fired together, on uvloop the hard stop could cancel a wait for a pooled connection while
+# Python 3.11's asyncio.wait_for (inside pymongo) was still cleaning up after its own timeout; the
+# abandoned wait then took the pool's lock for good and every later MongoDB operation of the
+# process hung (found by the soak after minutes at half load; tests/backend/test_mongo.py
+# reproduces it in a second). Less than _DEADLINE_MARGIN_S, so the call's deadline still holds.
+_HARD_STOP_AFTER_S = 0.05
 _MIN_BUDGET_S = 0.01
 
 
@@ -52,7 +59,7 @@ class MongoOperations:
         try:
             # pymongo.timeout gives precise errors, but server selection overshoots it by up to its
             # 0.5 s heartbeat pause; asyncio.timeout is the hard stop that keeps the call's deadline.
-            async with asyncio.timeout(budget):
+            async with asyncio.timeout(budget + _HARD_STOP_AFTER_S):
                 with pymongo.timeout(budget):
                     yield
         except TimeoutError as exc:
