@@ -14,7 +14,13 @@ from typing import Any
 
 import pymongo
 from pymongo import AsyncMongoClient
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, ServerSelectionTimeoutError
+from pymongo.errors import (
+    ConnectionFailure,
+    ExecutionTimeout,
+    NetworkTimeout,
+    ServerSelectionTimeoutError,
+    WaitQueueTimeoutError,
+)
 
 from backend.exceptions import DeadlineExceeded, Unavailable
 
@@ -71,7 +77,9 @@ class MongoOperations:
         except ServerSelectionTimeoutError as exc:
             warn("MongoDB unreachable while trying to %s: %s", what, exc)
             raise Unavailable(unavailable) from exc
-        except (NetworkTimeout, ExecutionTimeout) as exc:
+        # WaitQueueTimeoutError: every pooled connection stayed busy for the whole budget; MongoDB
+        # answers, just not fast enough for the load (not a lost connection, nothing to warn about).
+        except (NetworkTimeout, ExecutionTimeout, WaitQueueTimeoutError) as exc:
             raise DeadlineExceeded(too_slow) from exc
         except ConnectionFailure as exc:
             warn("lost the connection to MongoDB while trying to %s: %s", what, exc)
