@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+import sys
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 import pymongo
+import pymongo.lock
 from pymongo import AsyncMongoClient
 from pymongo.errors import (
     ConnectionFailure,
@@ -27,16 +29,30 @@ from backend.exceptions import DeadlineExceeded, Unavailable
 logger = logging.getLogger(__name__)
 
 Document = dict[str, Any]
+T = TypeVar("T")
+
+
+# The signature of asyncio.wait_for, which it stands in for below.
+async def _wait_for(awaitable: Awaitable[T], timeout: float | None) -> T:  # noqa: ASYNC109
+    """asyncio.wait_for as Python 3.12 has it: the awaitable runs in the caller's task."""
+    async with asyncio.timeout(timeout):
+        return await awaitable
+
+
+# Python 3.11's asyncio.wait_for runs the awaitable as a task of its own, and when its timeout and
+# a cancellation of the caller meet (CPython gh-86296; 3.12 rewrote it on asyncio.timeout) it can
+# return while that task still runs. pymongo waits for a pooled connection with
+# wait_for(condition.wait(), timeout): the abandoned wait later takes the pool's lock and never
+# gives it back, and from then on every MongoDB operation of the process hangs. The soak met it
+# after 1 to 4 minutes at half load, the bounded() hard stop below being the cancellation
+# ("RuntimeError: Lock is not acquired" in the log, then DEADLINE_EXCEEDED for every MongoDB call);
+# tests/backend/test_mongo.py shows it in a second. So pymongo's condition waits get 3.12's
+# wait_for while the backend runs on 3.11 (and only while pymongo still uses asyncio's).
+if sys.version_info < (3, 12) and getattr(pymongo.lock, "wait_for", None) is asyncio.wait_for:
+    pymongo.lock.wait_for = _wait_for  # type: ignore[attr-defined,assignment]
 
 # Leave the gRPC layer this much of the caller's deadline to send the answer.
 _DEADLINE_MARGIN_S = 0.1
-# The hard stop (asyncio.timeout) comes this long after pymongo's own timeout, never with it. When
-# both fired together, on uvloop the hard stop could cancel a wait for a pooled connection while
-# Python 3.11's asyncio.wait_for (inside pymongo) was still cleaning up after its own timeout; the
-# abandoned wait then took the pool's lock for good and every later MongoDB operation of the
-# process hung (found by the soak after minutes at half load; tests/backend/test_mongo.py
-# reproduces it in a second). Less than _DEADLINE_MARGIN_S, so the call's deadline still holds.
-_HARD_STOP_AFTER_S = 0.05
 _MIN_BUDGET_S = 0.01
 
 
@@ -65,7 +81,7 @@ class MongoOperations:
         try:
             # pymongo.timeout gives precise errors, but server selection overshoots it by up to its
             # 0.5 s heartbeat pause; asyncio.timeout is the hard stop that keeps the call's deadline.
-            async with asyncio.timeout(budget + _HARD_STOP_AFTER_S):
+            async with asyncio.timeout(budget):
                 with pymongo.timeout(budget):
                     yield
         except TimeoutError as exc:

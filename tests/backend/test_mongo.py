@@ -48,9 +48,10 @@ async def _burst(uri: str, database: str, outcome: dict[str, Any]) -> None:
 def test_calls_timing_out_while_waiting_for_a_pooled_connection_leave_the_pool_usable(
     mongodb_uri: str, mongodb_database: str
 ) -> None:
-    """When the hard stop and pymongo's own timeout fired together, a timed-out wait could keep the
-    pool's lock for good: every later operation hung, and cancelling did not end it. Run on uvloop
-    (as the backend is) in a thread of its own, so a hang fails the test instead of stopping it."""
+    """pymongo waits for a pooled connection with asyncio.wait_for, which on Python 3.11 could leave
+    the wait running when its timeout met the hard stop's cancellation; the wait then kept the pool's
+    lock, and every later operation hung, cancelling included (see backend/mongo.py). Run on uvloop,
+    as the backend is, in a thread of its own, so that a hang fails the test instead of stopping it."""
     outcome: dict[str, Any] = {}
 
     def run() -> None:
