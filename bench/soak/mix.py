@@ -52,6 +52,10 @@ class WrongAnswer(Exception):
     """A call answered OK with something it should not have (counted as an error)."""
 
 
+class Starved(Exception):
+    """A call the mix could not make because earlier ones failed (no fruit left to delete)."""
+
+
 class SignIn:
     """The soak's admin, signed in through AuthService/Login and again halfway through each token's
     lifetime, in the background, so that a soak longer than a token (30 minutes) keeps going."""
@@ -173,7 +177,7 @@ class Mix:
 
     async def delete_fruit(self) -> None:
         if not self._fruit_ids:
-            raise WrongAnswer("no fruit left to delete (AddFruit fell far behind)")
+            raise Starved("no fruit left to delete: AddFruit failed or fell far behind")
         await self._fruits.DeleteFruit(
             fruits_pb2.DeleteFruitRequest(id=self._fruit_ids.popleft()),
             timeout=TIMEOUT_S,

@@ -38,13 +38,14 @@ def _ms(value: float | None) -> str:
 
 
 def _errors(errors: dict[str, int]) -> str:
-    return ", ".join(f"{n} {status}" for status, n in errors.items()) if errors else "0"
+    most_first = sorted(errors.items(), key=lambda item: -item[1])
+    return ", ".join(f"{n:,} {status}" for status, n in most_first) if errors else "0"
 
 
 def print_report(report: dict[str, Any], console: Console) -> None:
     options, soak, peak = report["options"], report["soak"], report["maximum"]
     calls = Table(
-        title=f"Soak {report['date']}: {options['minutes']:g} min at half the maximum",
+        title=f"Soak {report['date']}: {options['minutes']:g} min at {options['share']:.0%} of the maximum",
         caption=f"{report['machine']['cpus']} cores, shared with other work",
     )
     for heading in ("phase", "calls/s", "calls", "errors", "p50 ms", "p99 ms"):
@@ -143,7 +144,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     latency.set_ylim(bottom=0)
     latency.set_title(
         f"Soak {report['date']}: {report['soak']['rate']:,.0f} calls/s "
-        f"(half of {report['maximum']['throughput']:,.0f}), {report['errors']['total']} errors"
+        f"({report['options']['share']:.0%} of {report['maximum']['throughput']:,.0f}), "
+        f"{report['errors']['total']} errors"
     )
     samples = report["memory"]["samples"]
     for name in report["memory"]["processes"]:

@@ -6,7 +6,7 @@ in as. The mix (bench/soak/mix.py) is the app's calls by weight: Predict, Predic
 ListFruits, AddFruit, DeleteFruit, SummarizeFruits, RecordFeedback and GetDriftReport.
 
 1. The maximum: closed-loop callers send the mix as fast as they are answered (--max-seconds).
-2. The soak: the mix at half that rate on a clock (open loop) for --minutes. The first 20% (at
+2. The soak: the mix at half that rate (--share) on a clock (open loop) for --minutes. The first 20% (at
    least 15 s) warms up; each process's memory after it is the baseline the end is compared with.
 
 It records, per interval, the calls due in it, their errors by status and p50/p99 latency (from
@@ -43,7 +43,7 @@ from bench.soak.stack import SoakStack, soak_stack
 from scripts.processes import ROOT
 
 OUTPUT_DIR = ROOT / ".artifacts" / "soak"
-RATE_SHARE = 0.5  # of the measured maximum
+RATE_SHARE = 0.5  # of the measured maximum: issue 15's soak
 WARMUP_SHARE, MIN_WARMUP_S = 0.2, 15.0
 MAX_WARMUP_S = 2.0  # unmeasured seconds before the maximum is measured
 LOG_TAIL_BYTES = 4 << 20
@@ -56,6 +56,7 @@ class Options:
     max_seconds: float = 10.0
     max_callers: int = 32
     seed: int = 0
+    share: float = RATE_SHARE
 
     @property
     def seconds(self) -> float:
@@ -105,7 +106,7 @@ async def _watch(
 
 
 async def soak(stack: SoakStack, options: Options, console: Console) -> dict[str, Any]:
-    """Measure the maximum, then soak at half of it; the report as a JSON-ready dict."""
+    """Measure the maximum, then soak at a share of it; the report as a JSON-ready dict."""
     async with aio.insecure_channel(stack.target) as channel, SignIn(channel, *stack.login) as sign_in:
         answer = await predictions_pb2_grpc.PredictionServiceStub(channel).GetModel(
             predictions_pb2.GetModelRequest(), timeout=30, metadata=sign_in.metadata
@@ -118,7 +119,7 @@ async def soak(stack: SoakStack, options: Options, console: Console) -> dict[str
         peak = await run_load(
             mix.call, concurrency=options.max_callers, seconds=options.max_seconds, warmup=MAX_WARMUP_S
         )
-        rate = RATE_SHARE * peak.throughput
+        rate = options.share * peak.throughput
         console.log(
             f"maximum {peak.throughput:,.0f} calls/s (p99 {peak.p99_ms:.1f} ms, {peak.errors} errors); "
             f"soaking at {rate:,.0f}/s for {options.minutes:g} min, warm-up {options.warmup_s:g} s"
@@ -182,7 +183,7 @@ async def soak(stack: SoakStack, options: Options, console: Console) -> dict[str
             },
             "samples": memory.samples,
         },
-        # After the warm-up: how much of the machine each process used at half the maximum.
+        # After the warm-up: how much of the machine each process used at the soak's rate.
         "cpu_cores": {
             name: round((cpu_end[name] - memory.cpu_after_warmup[name]) / measured_s, 3) for name in cpu_end
         },
@@ -227,17 +228,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=10.0, help="seconds per row of the report")
     parser.add_argument("--max-seconds", type=float, default=10.0, help="measured seconds of the maximum")
     parser.add_argument("--max-callers", type=int, default=32, help="closed-loop callers for the maximum")
+    parser.add_argument(
+        "--share", type=float, default=RATE_SHARE, help="of the maximum to soak at (default 0.5, the issue's)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR)
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.interval <= 0:
         parser.error("--minutes and --interval must be positive")
+    if not 0 < args.share <= 1:
+        parser.error("--share is a fraction of the maximum, above 0 and at most 1")
     options = Options(
         minutes=args.minutes,
         interval_s=args.interval,
         max_seconds=args.max_seconds,
         max_callers=args.max_callers,
         seed=args.seed,
+        share=args.share,
     )
     console = Console(width=max(Console().width, 130))  # the tables stay readable in CI logs
     result = run(options, args.output_dir, console)
