@@ -300,3 +300,13 @@ def bench(session: nox.Session) -> None:
     for name, module in benches.items():
         if chosen in (None, name):
             session.run("python", "-m", module, *args, env=BENTO_ENV)
+
+
+@nox.session(python=PYTHON, default=False)
+def soak(session: nox.Session) -> None:
+    """The stack at half its measured maximum for `-- --minutes N` (default 10): errors, p99, memory.
+
+    Writes .artifacts/soak/soak.json and soak.png; fails on any error or 10% memory growth.
+    """
+    _install_dev(session)
+    session.run("python", "-m", "bench.soak", *session.posargs, env=BENTO_ENV)

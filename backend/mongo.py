@@ -9,12 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+import sys
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 import pymongo
+import pymongo.lock
 from pymongo import AsyncMongoClient
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, ServerSelectionTimeoutError
+from pymongo.errors import (
+    ConnectionFailure,
+    ExecutionTimeout,
+    NetworkTimeout,
+    ServerSelectionTimeoutError,
+    WaitQueueTimeoutError,
+)
 from pymongo.server_type import SERVER_TYPE
 
 from backend.exceptions import DeadlineExceeded, Unavailable
@@ -22,6 +30,27 @@ from backend.exceptions import DeadlineExceeded, Unavailable
 logger = logging.getLogger(__name__)
 
 Document = dict[str, Any]
+T = TypeVar("T")
+
+
+# The signature of asyncio.wait_for, which it stands in for below.
+async def _wait_for(awaitable: Awaitable[T], timeout: float | None) -> T:  # noqa: ASYNC109
+    """asyncio.wait_for as Python 3.12 has it: the awaitable runs in the caller's task."""
+    async with asyncio.timeout(timeout):
+        return await awaitable
+
+
+# Python 3.11's asyncio.wait_for runs the awaitable as a task of its own, and when its timeout and
+# a cancellation of the caller meet (CPython gh-86296; 3.12 rewrote it on asyncio.timeout) it can
+# return while that task still runs. pymongo waits for a pooled connection with
+# wait_for(condition.wait(), timeout): the abandoned wait later takes the pool's lock and never
+# gives it back, and from then on every MongoDB operation of the process hangs. The soak met it
+# after 1 to 4 minutes at half load, the bounded() hard stop below being the cancellation
+# ("RuntimeError: Lock is not acquired" in the log, then DEADLINE_EXCEEDED for every MongoDB call);
+# tests/backend/test_mongo.py shows it in a second. So pymongo's condition waits get 3.12's
+# wait_for while the backend runs on 3.11 (and only while pymongo still uses asyncio's).
+if sys.version_info < (3, 12) and getattr(pymongo.lock, "wait_for", None) is asyncio.wait_for:
+    pymongo.lock.wait_for = _wait_for  # type: ignore[attr-defined,assignment]
 
 # Leave the gRPC layer this much of the caller's deadline to send the answer.
 _DEADLINE_MARGIN_S = 0.1
@@ -76,7 +105,9 @@ class MongoOperations:
         except ServerSelectionTimeoutError as exc:
             warn("MongoDB unreachable while trying to %s: %s", what, exc)
             raise Unavailable(unavailable) from exc
-        except (NetworkTimeout, ExecutionTimeout) as exc:
+        # WaitQueueTimeoutError: every pooled connection stayed busy for the whole budget; MongoDB
+        # answers, just not fast enough for the load (not a lost connection, nothing to warn about).
+        except (NetworkTimeout, ExecutionTimeout, WaitQueueTimeoutError) as exc:
             raise DeadlineExceeded(too_slow) from exc
         except ConnectionFailure as exc:
             warn("lost the connection to MongoDB while trying to %s: %s", what, exc)

@@ -36,8 +36,8 @@ from backend.config import Settings
 from backend.monitoring.drift import Summary
 from backend.monitoring.repository import BUCKETS
 from backend.server import open_backend
-from bench.predict_bench import BENTO_DIR, nx_server, registry_server, running, train
-from scripts.processes import ROOT, ManagedProcess, MlflowServer, free_port, http_ok
+from bench.predict_bench import model_service_process, nx_server, registry_server, running, train
+from scripts.processes import ROOT, MlflowServer, free_port, http_ok
 
 BUCKET_ROWS = 1000
 WINDOWS = (1_000, 10_000, 100_000, 1_000_000)
@@ -126,19 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         home = tmp / "bentoml"
         train(home, tmp / "model.pkl", registry.url)
         model_port = free_port()
-        model_service = ManagedProcess(
-            "bentoml",
-            [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(model_port)],
-            log_dir=tmp,
-            env={
-                "BENTOML_HOME": str(home),
-                "BENTOML_DO_NOT_TRACK": "True",
-                "FRUITSTACK_MODEL_STATE_DIR": str(home / "fruitstack"),
-                "MLFLOW_TRACKING_URI": registry.url,
-                "FRUITSTACK_MODEL_POLL_INTERVAL_S": "0",
-            },
-            cwd=BENTO_DIR,
-        )
+        model_service = model_service_process(home, registry.url, port=model_port, log_dir=tmp)
         stack.enter_context(running(model_service, lambda: http_ok(f"http://127.0.0.1:{model_port}/readyz")))
         mongo = stack.enter_context(nx_server(tmp / "nx-27017"))
         settings = Settings(  # type: ignore[call-arg]

@@ -1,4 +1,5 @@
-"""Closed-loop load generators: N callers each sending one request after the other for a fixed time."""
+"""Load generators: closed loop (N callers each sending one request after the other for a fixed time)
+and open loop (requests sent on a clock at a fixed rate, whatever the answers)."""
 
 from __future__ import annotations
 
@@ -127,3 +128,54 @@ async def grpc_load(
             await stub.Predict(requests[i % len(requests)], timeout=10)
 
         return await run_load(call, concurrency=concurrency, seconds=seconds, warmup=warmup, cpu=cpu)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One call of an open-loop run: when it was due, how long from then until it ended, its status."""
+
+    index: int
+    due_s: float  # seconds after the run started
+    latency_s: float  # from when it was due, not from when it was sent (see run_paced)
+    status: str  # "OK", a gRPC status code name, or the name of the exception's class
+
+
+def status_of(exc: Exception) -> str:
+    return exc.code().name if isinstance(exc, aio.AioRpcError) else type(exc).__name__
+
+
+async def run_paced(
+    call: Callable[[int], Awaitable[None]],
+    *,
+    rate: float,
+    seconds: float,
+    record: Callable[[Outcome], None],
+) -> int:
+    """Start call(i) at `rate` calls per second for `seconds`, each at its own time; record every outcome.
+
+    Open loop: a slow answer does not delay the next call, as with users who do not wait for each
+    other. Latency counts from when a call was due, so a client that falls behind (its own event loop
+    busy) shows up in the latencies instead of quietly lowering the rate (coordinated omission).
+    Returns how many calls were started.
+    """
+    started = time.perf_counter()
+    total = int(rate * seconds)
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def one(i: int, due: float) -> None:
+        try:
+            await call(i)
+            status = "OK"
+        except Exception as exc:
+            status = status_of(exc)
+        record(Outcome(i, due - started, time.perf_counter() - due, status))
+
+    for i in range(total):
+        due = started + i / rate
+        # sleep(0) when behind still lets the calls already started run.
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        task = asyncio.create_task(one(i, due))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+    await asyncio.gather(*in_flight)
+    return total

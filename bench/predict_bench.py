@@ -129,6 +129,32 @@ def train(home: Path, artifact: Path, tracking_uri: str) -> None:
     )
 
 
+def model_service_process(
+    home: Path, tracking_uri: str, *, port: int, log_dir: Path, poll_interval_s: float | None = 0
+) -> ManagedProcess:
+    """`bentoml serve` of bento/service.py on port, serving the registry's champion (store: home).
+
+    poll_interval_s: how often it looks the champion alias up; 0 (the benchmarks) measures scoring
+    alone, with no look-ups in the background; None keeps the service's default, as in production.
+    """
+    env = {
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "FRUITSTACK_MODEL_STATE_DIR": str(home / "fruitstack"),
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    if poll_interval_s is not None:
+        env["FRUITSTACK_MODEL_POLL_INTERVAL_S"] = str(poll_interval_s)
+    return ManagedProcess(
+        "bentoml",
+        [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        log_dir=log_dir,
+        env=env,
+        cwd=BENTO_DIR,
+    )
+
+
 @contextlib.contextmanager
 def registry_server(server: MlflowServer) -> Iterator[MlflowServer]:
     server.start()
@@ -279,14 +305,6 @@ def main(argv: list[str] | None = None) -> int:
         (tmp / "mlflow").mkdir()
         registry = stack.enter_context(registry_server(MlflowServer(tmp / "mlflow")))
         train(home, artifact, registry.url)
-        bento_env = {
-            "BENTOML_HOME": str(home),
-            "BENTOML_DO_NOT_TRACK": "True",
-            "FRUITSTACK_MODEL_STATE_DIR": str(home / "fruitstack"),
-            "MLFLOW_TRACKING_URI": registry.url,
-            # Measure scoring alone: no alias lookups in the background during the rounds.
-            "FRUITSTACK_MODEL_POLL_INTERVAL_S": "0",
-        }
 
         model_port, grpc_port, http_port, empty_port = free_port(), free_port(), free_port(), free_port()
         target, empty_target = f"127.0.0.1:{grpc_port}", f"127.0.0.1:{empty_port}"
@@ -295,13 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         # The prediction log's MongoDB: a real nx-27017, as under `nox -s dev`.
         mongo = stack.enter_context(nx_server(tmp / "nx-27017"))
         # (c) fruitstack: backend + model service.
-        model_service = ManagedProcess(
-            "bentoml",
-            [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(model_port)],
-            log_dir=tmp,
-            env=bento_env,
-            cwd=BENTO_DIR,
-        )
+        # Scoring alone: no alias look-ups in the background during the rounds.
+        model_service = model_service_process(home, registry.url, port=model_port, log_dir=tmp)
 
         def backend_process(name: str, port: int, **extra: str) -> ManagedProcess:
             env = {
