@@ -16,10 +16,15 @@ from rich.console import Console
 
 from bench.soak.mix import WEIGHTS
 from bench.soak.report import MEMORY_GROWTH_BOUND, print_report
-from bench.soak.run import RATE_SHARE, Options, main
+from bench.soak.run import Options, main
 
 MINUTES = 1.0
 INTERVAL_S = 5.0
+# A quarter of the measured maximum, not the half: at half, nx-27017 (the local stand-in for
+# MongoDB, whose TTL emulation scans the prediction log on every read) falls behind within a minute
+# or two and calls time out (README, "Soak"); CI must not pass or fail on the stand-in's speed.
+# `nox -s soak` still soaks at half and reports what happens.
+CI_SHARE = 0.25
 # nx-27017 is the local stand-in for MongoDB, not part of the product. Over this one minute its RSS
 # grew by 4%, 12% and 24% in three runs of the same code on 2026-12-02 (264-282 calls/s, 0 errors):
 # it follows the data and the connections of the minute, so the 10% bound cannot tell a leak from
@@ -40,7 +45,8 @@ class SoakRun:
 @pytest.fixture(scope="module")
 def soak_run(tmp_path_factory: pytest.TempPathFactory) -> SoakRun:
     output_dir = tmp_path_factory.mktemp("soak")
-    args = ["--minutes", str(MINUTES), "--interval", str(INTERVAL_S), "--output-dir", str(output_dir)]
+    args = ["--minutes", str(MINUTES), "--interval", str(INTERVAL_S), "--share", str(CI_SHARE)]
+    args += ["--output-dir", str(output_dir)]
     exit_code = main(args)
     return SoakRun(exit_code, json.loads((output_dir / "soak.json").read_text()), output_dir)
 
@@ -66,10 +72,10 @@ def test_no_process_of_the_product_grew_by_the_bound_after_the_warm_up(soak_run:
     assert growth[STAND_IN] < STAND_IN_BOUND, growth
 
 
-def test_the_mix_ran_on_the_clock_at_half_the_measured_maximum(soak_run: SoakRun) -> None:
+def test_the_mix_ran_on_the_clock_at_the_share_of_the_measured_maximum(soak_run: SoakRun) -> None:
     report = soak_run.report
     assert report["maximum"]["throughput"] > 0
-    assert report["soak"]["rate"] == pytest.approx(RATE_SHARE * report["maximum"]["throughput"])
+    assert report["soak"]["rate"] == pytest.approx(CI_SHARE * report["maximum"]["throughput"])
     assert report["soak"]["calls"] == int(report["soak"]["rate"] * 60 * MINUTES)
     assert len(report["intervals"]) == int(60 * MINUTES / INTERVAL_S)
     assert set(report["operations"]) == set(WEIGHTS)  # every kind of call, after the warm-up too
