@@ -1,10 +1,13 @@
 """The training data of a retraining: the built-in dataset plus the feedback-labelled predictions.
 
-Feedback rows are the logged predictions (the backend's `predictions` collection) that someone gave
-the true label. They are checked against the dataset's features and classes, de-duplicated
-(identical inputs keep their newest label; inputs equal to a built-in row are dropped, the dataset
-has them already), and split by a hash of their values into training and evaluation rows, so a row
-stays on its side in every run and never moves from evaluation into training later.
+Feedback rows are the logged predictions that someone gave the true label. The backend stores them
+in pages (its `prediction_pages` collection, described in backend/monitoring/repository.py): column
+by column, with `feedback` mapping a prediction's index in the page to its label; `feedback_docs`
+takes the labelled ones out, one document each. They are checked against the dataset's features and
+classes, de-duplicated (identical inputs keep their newest label; inputs equal to a built-in row are
+dropped, the dataset has them already), and split by a hash of their values into training and
+evaluation rows, so a row stays on its side in every run and never moves from evaluation into
+training later.
 
 The evaluation data is the fixed holdout of the built-in dataset (train.py's split for the seed)
 plus the feedback evaluation rows: candidate and champion are scored on the same rows, and a model
@@ -58,6 +61,24 @@ class TrainingData:
     dataset: Dataset = field(repr=False)
     rows: Split = field(repr=False)
     counts: DataCounts
+
+
+def feedback_docs(pages: Iterable[Document], *, limit: int) -> list[Document]:
+    """The labelled predictions of prediction pages as {features, feedback} documents, at most `limit`."""
+    docs: list[Document] = []
+    for page in pages:
+        features, feedback = page.get("features"), page.get("feedback")
+        if not isinstance(features, Mapping) or not isinstance(feedback, Mapping):
+            continue
+        for key, label in feedback.items():
+            try:
+                row = {name: values[int(key)] for name, values in features.items()}
+            except (TypeError, ValueError, IndexError):
+                continue  # not a page as the backend writes it: the row is left out
+            docs.append({"features": row, "feedback": label})
+            if len(docs) >= limit:
+                return docs
+    return docs
 
 
 def feedback_row(doc: Document, feature_names: tuple[str, ...], classes: Iterable[str]) -> FeedbackRow | None:

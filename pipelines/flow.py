@@ -42,7 +42,7 @@ from pymongo import DESCENDING, MongoClient
 from train import Registration, TrainingResult, fingerprint, register, score_on_holdout, train
 
 from pipelines import outcome as outcomes
-from pipelines.data import TrainingData, combine
+from pipelines.data import TrainingData, combine, feedback_docs
 from pipelines.outcome import Outcome
 from pipelines.settings import FLOW_NAME, Settings
 
@@ -96,13 +96,14 @@ def gather_training_data(settings: Settings, dataset_name: str) -> TrainingData:
         appname="fruitstack-retraining",
     )
     with client:
-        cursor = (
-            client[settings.mongodb_database]["predictions"]
+        # Pages with any feedback, newest first; their labelled rows until max_feedback_rows.
+        pages = (
+            client[settings.mongodb_database]["prediction_pages"]
             .find({"feedback": {"$exists": True}}, projection={"features": 1, "feedback": 1})
-            .sort("at", DESCENDING)
-            .limit(settings.max_feedback_rows)
+            .sort("end", DESCENDING)
         )
-        docs = list(cursor)
+        with pages:
+            docs = feedback_docs(pages, limit=settings.max_feedback_rows)
     data = combine(
         load_dataset(dataset_name),
         docs,

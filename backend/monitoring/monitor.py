@@ -14,15 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bson import ObjectId
-from bson.errors import InvalidId
-
 from backend.exceptions import FailedPrecondition, FruitstackError, InvalidArgument, NotFound
 from backend.messages import name_list, shorten
 from backend.mongo import Document
 from backend.monitoring.drift import DriftResult, Summary, compare
 from backend.monitoring.prediction_log import BULK, PredictionLog
-from backend.monitoring.repository import FeedbackResult, MonitoringRepository
+from backend.monitoring.repository import FeedbackResult, MonitoringRepository, PredictionRef
 from backend.prediction import ModelInfo, Predictor
 
 logger = logging.getLogger(__name__)
@@ -192,14 +189,14 @@ class Monitor:
     # ---- feedback -----------------------------------------------------------------------------
 
     async def record_feedback(self, *, prediction_id: str, label: str) -> FeedbackResult:
-        oid = _prediction_id(prediction_id)
+        ref = _prediction_ref(prediction_id)
         if not label:
             raise InvalidArgument("label must not be empty; send one of the model's classes")
-        classes = await self._repository.classes_of(prediction_id=oid)
+        classes = await self._repository.classes_of(ref=ref)
         if classes is None:
             # Perhaps still on its way to MongoDB: give the log a moment, then look again.
-            await self._log.written(oid, timeout_s=_FEEDBACK_WAIT_S)
-            classes = await self._repository.classes_of(prediction_id=oid)
+            await self._log.written(ref, timeout_s=_FEEDBACK_WAIT_S)
+            classes = await self._repository.classes_of(ref=ref)
         if classes is None:
             raise NotFound(
                 f"no logged prediction {prediction_id!r} (unknown, expired after the log's retention, "
@@ -210,7 +207,7 @@ class Monitor:
                 f"label {shorten(label)!r} is not a class of the model that made this prediction "
                 f"(classes: {name_list(classes, limit=20)})"
             )
-        result = await self._repository.record_feedback(prediction_id=oid, label=label)
+        result = await self._repository.record_feedback(ref=ref, label=label)
         if result is None:  # expired between the two reads
             raise NotFound(f"no logged prediction {prediction_id!r}")
         return result
@@ -270,14 +267,14 @@ def time_range(
     return since, until, interval
 
 
-def _prediction_id(raw: str) -> ObjectId:
-    try:
-        return ObjectId(raw)
-    except (InvalidId, TypeError):
+def _prediction_ref(raw: str) -> PredictionRef:
+    ref = PredictionRef.parse(raw)
+    if ref is None:
         raise InvalidArgument(
-            f"prediction_id {shorten(raw)!r} is not a prediction id "
-            "(24 hexadecimal digits, from a PredictResponse)"
-        ) from None
+            f"prediction_id {shorten(raw)!r} is not a prediction id (24 hexadecimal digits, a dash and "
+            "a number, from a PredictResponse)"
+        )
+    return ref
 
 
 def _aware(at: datetime) -> datetime:

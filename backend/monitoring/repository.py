@@ -1,7 +1,10 @@
 """The monitoring collections in MongoDB: the only module of the feature that speaks pymongo.
 
-- `predictions`: one document per logged Predict (features, label, probabilities, version, latency),
-  its feedback once given. Expires after the retention (TTL index on `at`).
+- `prediction_pages`: the logged Predicts, a page of up to a few hundred per document (see
+  prediction_log.py for why), column by column: `features.<name>`, `labels`, `probabilities.<class>`,
+  `latency_ms` and `offsets_ms` (since `start`) are lists with one entry per prediction; `feedback` maps a
+  prediction's index (as text) to its true label once given. A page expires after the retention
+  (TTL index on `end`, its newest prediction).
 - `drift_buckets`: summaries (sketches and label counts) of consecutive served rows, a few thousand
   rows or seconds each, per model version and source (Predict or PredictBatch). Drift reports and
   prediction counts read only these, so their cost grows with the number of buckets in the window,
@@ -13,8 +16,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pymongo
 from bson import ObjectId
@@ -23,10 +28,46 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from backend.mongo import Document, MongoOperations
 
-PREDICTIONS = "predictions"
+PREDICTIONS = "prediction_pages"
 BUCKETS = "drift_buckets"
 ACCURACY = "accuracy_bins"
 CHECKS = "drift_checks"
+_REF = re.compile(r"([0-9a-f]{24})-([0-9]{1,6})")
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRef:
+    """Where a logged prediction is: its page and its index in it; as text `<page id>-<index>`."""
+
+    page: ObjectId
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.page}-{self.index}"
+
+    @classmethod
+    def parse(cls, raw: str) -> PredictionRef | None:
+        match = _REF.fullmatch(raw)
+        return None if match is None else cls(ObjectId(match[1]), int(match[2]))
+
+
+def unpack(page: Document) -> Iterator[tuple[str, Document]]:
+    """The records of a stored page as (prediction id, one document per prediction), in order."""
+    features, probabilities = page["features"], page["probabilities"]
+    feedback = page.get("feedback", {})
+    start = page["start"]
+    for i in range(int(page["n"])):
+        record: Document = {
+            "at": start + timedelta(milliseconds=page["offsets_ms"][i]),
+            "model_version": page["model_version"],
+            "features": {name: values[i] for name, values in features.items()},
+            "label": page["labels"][i],
+            "probabilities": {name: values[i] for name, values in probabilities.items()},
+            "latency_ms": page["latency_ms"][i],
+        }
+        if str(i) in feedback:
+            record["feedback"] = feedback[str(i)]
+        yield str(PredictionRef(page["_id"], i)), record
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +101,7 @@ class MonitoringRepository:
             return
         async with self._mongo.bounded("prepare the monitoring collections", budget_s=600):
             ttl = self.retention_s
-            await self.predictions.create_index("at", name="at_ttl", expireAfterSeconds=ttl)
+            await self.predictions.create_index("end", name="end_ttl", expireAfterSeconds=ttl)
             await self._buckets.create_index("end", name="end_ttl", expireAfterSeconds=ttl)
             await self._buckets.create_index(
                 [("model_version", pymongo.ASCENDING), ("end", pymongo.DESCENDING)], name="version_end"
@@ -71,9 +112,9 @@ class MonitoringRepository:
 
     # ---- the log --------------------------------------------------------------------------
 
-    async def insert_predictions(self, docs: list[Document], *, budget_s: float) -> None:
+    async def insert_page(self, doc: Document, *, budget_s: float) -> None:
         async with self._mongo.bounded("log predictions", budget_s=budget_s, quiet=True):
-            await self.predictions.insert_many(docs, ordered=False)
+            await self.predictions.insert_one(doc)
 
     async def insert_bucket(self, doc: Document, *, budget_s: float) -> None:
         async with self._mongo.bounded("store a drift summary", budget_s=budget_s, quiet=True):
@@ -119,24 +160,28 @@ class MonitoringRepository:
 
     # ---- feedback -------------------------------------------------------------------------
 
-    async def record_feedback(self, *, prediction_id: ObjectId, label: str) -> FeedbackResult | None:
+    async def record_feedback(self, *, ref: PredictionRef, label: str) -> FeedbackResult | None:
         """Set the true label of a logged prediction; None when there is no such (or an expired) one."""
         now = datetime.now(UTC)
+        key = str(ref.index)
         async with self._mongo.bounded("record the feedback"):
-            before = await self.predictions.find_one_and_update(
-                {"_id": prediction_id},
-                {"$set": {"feedback": {"label": label, "at": now}}},
-                projection={"label": 1, "model_version": 1, "feedback": 1, "probabilities": 1},
+            # The whole `feedback` and `labels` come back, not their one entry: nx-27017 answers a
+            # `$slice` projection with an empty list and names a projected `feedback.<i>` flatly.
+            page = await self.predictions.find_one_and_update(
+                {"_id": ref.page, "n": {"$gt": ref.index}},
+                {"$set": {f"feedback.{key}": {"label": label, "at": now}}},
+                projection={"labels": 1, "model_version": 1, "feedback": 1},
                 return_document=ReturnDocument.BEFORE,
             )
-            if before is None:
+            if page is None:
                 return None
-            correct = before["label"] == label
-            previous = before.get("feedback")
+            predicted = str(page["labels"][ref.index])
+            correct = predicted == label
+            previous = page.get("feedback", {}).get(key)
             inc = {"labelled": 1, "correct": int(correct)}
             if previous is not None:  # a second label replaces the first: undo the first one's counts
-                inc = {"labelled": 0, "correct": int(correct) - int(before["label"] == previous["label"])}
-            version = str(before["model_version"])
+                inc = {"labelled": 0, "correct": int(correct) - int(predicted == previous["label"])}
+            version = str(page["model_version"])
             bin_start = minute(now)
             await self._accuracy.update_one(
                 {"_id": f"{version}|{bin_start.isoformat()}"},
@@ -145,17 +190,16 @@ class MonitoringRepository:
                 upsert=True,
             )
         return FeedbackResult(
-            model_version=version,
-            predicted_label=str(before["label"]),
-            correct=correct,
-            replaced=previous is not None,
+            model_version=version, predicted_label=predicted, correct=correct, replaced=previous is not None
         )
 
-    async def classes_of(self, *, prediction_id: ObjectId) -> list[str] | None:
-        """The classes of the version that made a logged prediction (the keys of its probabilities)."""
+    async def classes_of(self, *, ref: PredictionRef) -> list[str] | None:
+        """The classes of the version that made a logged prediction (its page's probability columns)."""
         async with self._mongo.bounded("find the prediction"):
-            doc = await self.predictions.find_one({"_id": prediction_id}, projection={"probabilities": 1})
-        return None if doc is None else list(doc["probabilities"])
+            page = await self.predictions.find_one(
+                {"_id": ref.page, "n": {"$gt": ref.index}}, projection={"probabilities": 1}
+            )
+        return None if page is None else list(page["probabilities"])
 
     async def accuracy_bins(self, *, since: datetime | None = None) -> list[Document]:
         query: Document = {} if since is None else {"start": {"$gte": since}}

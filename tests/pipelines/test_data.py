@@ -10,7 +10,7 @@ import pytest
 from fruitstack_model.datasets import load_dataset
 from train import fingerprint, split
 
-from pipelines.data import FeedbackRow, combine, deduplicate, feedback_row, in_evaluation
+from pipelines.data import FeedbackRow, combine, deduplicate, feedback_docs, feedback_row, in_evaluation
 
 IRIS = load_dataset("iris")
 NAMES = IRIS.feature_names
@@ -115,3 +115,17 @@ def test_no_feedback_is_the_built_in_split_with_its_fingerprint() -> None:
     # What train.py records for a version trained on iris alone (seed 42): a run finds it unchanged.
     assert fingerprint(data.rows.x_train, data.rows.y_train) == fingerprint(base.x_train, base.y_train)
     assert data.counts.feedback_found == 0
+
+
+def test_feedback_docs_take_the_labelled_rows_out_of_prediction_pages() -> None:
+    page = {
+        "features": {"a": [1.0, 2.0, 3.0], "b": [4.0, 5.0, 6.0]},
+        "feedback": {"2": {"label": "x", "at": T0}, "0": {"label": "y", "at": T0}, "9": {"label": "z"}},
+    }
+    unlabelled = {"features": {"a": [7.0], "b": [8.0]}}
+    docs = feedback_docs([page, unlabelled, {"features": "garbage", "feedback": {}}], limit=10)
+    assert docs == [
+        {"features": {"a": 3.0, "b": 6.0}, "feedback": {"label": "x", "at": T0}},
+        {"features": {"a": 1.0, "b": 4.0}, "feedback": {"label": "y", "at": T0}},
+    ]  # index 9 is not in the page: left out
+    assert len(feedback_docs([page, page], limit=3)) == 3

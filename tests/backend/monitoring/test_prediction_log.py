@@ -15,7 +15,7 @@ from grpc import aio
 from pymongo import AsyncMongoClient
 
 from backend.health_watcher import FRUIT_SERVICE, PREDICTION_SERVICE
-from backend.monitoring.repository import BUCKETS, PREDICTIONS
+from backend.monitoring.repository import BUCKETS, PREDICTIONS, unpack
 from backend.prediction import wire
 from scripts.processes import NxServer
 from tests.fixtures.backend import RunningBackend, backend_in_front_of
@@ -37,6 +37,11 @@ async def store(mongodb_uri: str, mongodb_database: str) -> AsyncIterator[Any]:
     await client.close()
 
 
+async def logged(pages: Any) -> dict[str, dict[str, Any]]:
+    """Every logged prediction, by its id, as the log's pages hold them."""
+    return {ref: record async for page in pages.find({}) for ref, record in unpack(page)}
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 20) -> None:
     deadline = time.monotonic() + timeout_s
     while not await check():
@@ -52,13 +57,14 @@ async def test_every_prediction_is_logged_with_what_it_was_asked_and_answered(
     answers = await asyncio.gather(*(backend_with_model.predictions.Predict(r, timeout=20) for r in requests))
     ids = [a.prediction_id for a in answers]
     assert len(set(ids)) == 60
-    assert all(len(i) == 24 for i in ids)
 
     async def all_logged() -> bool:
-        return int(await store[PREDICTIONS].count_documents({})) == 60
+        return len(await logged(store[PREDICTIONS])) == 60
 
     await eventually(all_logged, "60 logged predictions")
-    by_id = {str(d["_id"]): d async for d in store[PREDICTIONS].find({})}
+    by_id = await logged(store[PREDICTIONS])
+    # Sent at once, they were written together: pages, not a document per prediction.
+    assert await store[PREDICTIONS].count_documents({}) < 60
     for req, answer in zip(requests, answers, strict=True):
         doc = by_id[answer.prediction_id]
         assert doc["features"] == dict(req.features)
@@ -111,7 +117,9 @@ async def test_feedback_is_checked_replaced_and_counted_in_live_accuracy(
     ("prediction_id", "label", "code", "words"),
     [
         ("not-an-id", "setosa", grpc.StatusCode.INVALID_ARGUMENT, "is not a prediction id"),
-        ("0123456789abcdef01234567", "setosa", grpc.StatusCode.NOT_FOUND, "no logged prediction"),
+        ("0123456789abcdef01234567", "setosa", grpc.StatusCode.INVALID_ARGUMENT, "is not a prediction id"),
+        ("0123456789abcdef01234567-0", "setosa", grpc.StatusCode.NOT_FOUND, "no logged prediction"),
+        ("beyond its page", "setosa", grpc.StatusCode.NOT_FOUND, "no logged prediction"),
         (None, "tomato", grpc.StatusCode.INVALID_ARGUMENT, "is not a class of the model"),
         (None, "", grpc.StatusCode.INVALID_ARGUMENT, "label must not be empty"),
     ],
@@ -123,9 +131,10 @@ async def test_bad_feedback_is_refused_with_a_clear_status(
     code: grpc.StatusCode,
     words: str,
 ) -> None:
-    if prediction_id is None:
+    if prediction_id in (None, "beyond its page"):
         answer = await backend_with_model.predictions.Predict(request(np.random.default_rng(2)), timeout=20)
-        prediction_id = answer.prediction_id
+        page, _, index = answer.prediction_id.rpartition("-")
+        prediction_id = answer.prediction_id if prediction_id is None else f"{page}-{int(index) + 1000}"
     with pytest.raises(aio.AioRpcError) as caught:
         await backend_with_model.monitoring.RecordFeedback(
             monitoring_pb2.RecordFeedbackRequest(prediction_id=prediction_id, label=label), timeout=10
@@ -187,9 +196,9 @@ async def test_with_mongodb_down_predictions_succeed_drops_are_counted_and_loggi
             log = client[mongodb_database][PREDICTIONS]
 
             async def resumed() -> bool:
-                return int(await log.count_documents({})) == 5
+                return len(await logged(log)) == 5
 
             await eventually(resumed, "logging to resume")
-            assert {str(d["_id"]) async for d in log.find({})} == {a.prediction_id for a in answers}
+            assert set(await logged(log)) == {a.prediction_id for a in answers}
         finally:
             await client.close()
