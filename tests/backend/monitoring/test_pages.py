@@ -36,7 +36,11 @@ def make_log(repository: FakeRepository, **kwargs: Any) -> PredictionLog:
 
 def record(log: PredictionLog, version: str = "1", **features: float) -> str:
     return log.record(
-        features=features or FEATURES, label="x", probabilities=PROBABILITIES, model_version=version, latency_ms=1.5
+        features=features or FEATURES,
+        label="x",
+        probabilities=PROBABILITIES,
+        model_version=version,
+        latency_ms=1,
     )
 
 
@@ -65,7 +69,7 @@ async def test_records_fill_pages_of_page_size_and_unpack_as_they_were_recorded(
     assert list(records) == ids
     assert [r["features"] for r in records.values()] == [{"a": float(i), "b": -float(i)} for i in range(7)]
     assert {r["label"] for r in records.values()} == {"x"}
-    assert all(r["probabilities"] == PROBABILITIES and r["latency_ms"] == 1.5 for r in records.values())
+    assert all(r["probabilities"] == PROBABILITIES and r["latency_ms"] == 1 for r in records.values())
     assert log.stats().logged == 7
     assert sum(b["served"] for b in repository.buckets) == 7
 
