@@ -192,25 +192,22 @@ class Monitor:
         ref = _prediction_ref(prediction_id)
         if not label:
             raise InvalidArgument("label must not be empty; send one of the model's classes")
-        classes = await self._repository.classes_of(ref=ref)
-        if classes is None:
-            # Perhaps still on its way to MongoDB: give the log a moment, then look again.
+        if self._log.holds(ref):  # still on its way to MongoDB: give the log a moment
             await self._log.written(ref, timeout_s=_FEEDBACK_WAIT_S)
-            classes = await self._repository.classes_of(ref=ref)
-        if classes is None:
-            raise NotFound(
-                f"no logged prediction {prediction_id!r} (unknown, expired after the log's retention, "
-                "or never logged)"
-            )
-        if label not in classes:
+        # One write when all is well; only a refusal reads again, to say why.
+        result = await self._repository.record_feedback(ref=ref, label=label)
+        if result is not None:
+            return result
+        classes = await self._repository.classes_of(ref=ref)
+        if classes is not None and label not in classes:
             raise InvalidArgument(
                 f"label {shorten(label)!r} is not a class of the model that made this prediction "
                 f"(classes: {name_list(classes, limit=20)})"
             )
-        result = await self._repository.record_feedback(ref=ref, label=label)
-        if result is None:  # expired between the two reads
-            raise NotFound(f"no logged prediction {prediction_id!r}")
-        return result
+        raise NotFound(
+            f"no logged prediction {prediction_id!r} (unknown, expired after the log's retention, "
+            "or never logged)"
+        )
 
     # ---- accuracy and counts ------------------------------------------------------------------
 

@@ -4,7 +4,9 @@
 a prediction never waits for MongoDB and never fails because of it. A page gathers the records of
 one model version column by column (MongoDB's bucket pattern, which its own time-series collections
 use inside) and is written as one `prediction_pages` document when it holds `page_size` records or
-is `linger_s` old. One task writes the pages. When MongoDB is slow or down, or `queue_size` records
+is `linger_s` old (a second: feedback for a prediction not written yet waits for its page, and on
+nx-27017, whose TTL emulation reads the whole collection on every read of it, each page costs every
+later read). One task writes the pages. When MongoDB is slow or down, or `queue_size` records
 are waiting, records are dropped and counted (`dropped`, shown by GetMonitoringStatus and warned
 about once per burst), never blocked on; logging resumes by itself when MongoDB answers again.
 
@@ -92,6 +94,7 @@ class _Page:
             "start": self.start,
             "end": self.start + timedelta(milliseconds=self.offsets_ms[-1]),  # the TTL index's field
             "n": len(self.labels),
+            "classes": list(self.classes),  # RecordFeedback's filter: the label must be one of them
             "offsets_ms": self.offsets_ms,
             "features": dict(zip(self.feature_names, self.features, strict=True)),
             "labels": self.labels,
@@ -124,7 +127,7 @@ class PredictionLog:
         *,
         queue_size: int = 10_000,
         page_size: int = 500,
-        linger_s: float = 0.25,
+        linger_s: float = 1.0,
         bucket_rows: int = 1000,
         bucket_s: float = 10.0,
         write_timeout_s: float = 2.0,
@@ -139,7 +142,7 @@ class PredictionLog:
         self._open: dict[str, _Page] = {}  # by model version
         self._closed: deque[_Page] = deque()  # full or old enough, waiting to be written
         self._queued = 0  # records in open and closed pages
-        self._page_closed = asyncio.Event()
+        self._wake = asyncio.Event()  # a page opened (its linger starts) or filled
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._pending: set[ObjectId] = set()  # pages open or waiting to be written
         self._written = asyncio.Condition()
@@ -170,6 +173,7 @@ class PredictionLog:
                 self._close(page)
             page = self._open[model_version] = _Page(model_version, list(features), list(probabilities))
             self._pending.add(page.id)
+            self._wake.set()
         index = page.add(features, label, probabilities, latency_ms)
         self._queued += 1
         if len(page) >= self._page_size:
@@ -209,15 +213,15 @@ class PredictionLog:
     async def run(self) -> None:
         """Write pages for ever (the server runs this as a background task and cancels it)."""
         while True:
-            # Wake when a page fills, when the oldest open page has lingered long enough, or (idle)
-            # to write the drift summaries that are due.
+            # Wake when a page opens or fills, when the oldest open page has lingered long enough,
+            # or (idle) to write the drift summaries that are due.
             now = time.monotonic()
             oldest = min((p.opened for p in self._open.values()), default=None)
             wait_s = self._bucket_s if oldest is None else max(0.0, oldest + self._linger_s - now)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait_s):
-                    await self._page_closed.wait()
-            self._page_closed.clear()
+                    await self._wake.wait()
+            self._wake.clear()
             now = time.monotonic()
             for page in [p for p in self._open.values() if now - p.opened >= self._linger_s]:
                 self._close(page)
@@ -228,7 +232,7 @@ class PredictionLog:
         if self._open.get(page.model_version) is page:
             del self._open[page.model_version]
         self._closed.append(page)
-        self._page_closed.set()
+        self._wake.set()
 
     async def _write_closed(self) -> None:
         while self._closed:
@@ -293,6 +297,10 @@ class PredictionLog:
         self._drop_warning.warning(f"dropped {n} prediction log record(s): {reason} ({self.dropped} in all)")
 
     # ---- readers ------------------------------------------------------------------------------
+
+    def holds(self, ref: PredictionRef) -> bool:
+        """Whether the page of a prediction is still in this process, not written yet."""
+        return ref.page in self._pending
 
     async def written(self, ref: PredictionRef, *, timeout_s: float) -> None:
         """Wait (at most timeout_s) until the page of a record held here was written or dropped."""

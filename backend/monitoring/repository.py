@@ -161,14 +161,15 @@ class MonitoringRepository:
     # ---- feedback -------------------------------------------------------------------------
 
     async def record_feedback(self, *, ref: PredictionRef, label: str) -> FeedbackResult | None:
-        """Set the true label of a logged prediction; None when there is no such (or an expired) one."""
+        """Set the true label of a logged prediction; None when there is no such (or an expired) one,
+        or the label is not a class of the version that made it (nothing is written then)."""
         now = datetime.now(UTC)
         key = str(ref.index)
         async with self._mongo.bounded("record the feedback"):
             # The whole `feedback` and `labels` come back, not their one entry: nx-27017 answers a
             # `$slice` projection with an empty list and names a projected `feedback.<i>` flatly.
             page = await self.predictions.find_one_and_update(
-                {"_id": ref.page, "n": {"$gt": ref.index}},
+                {"_id": ref.page, "n": {"$gt": ref.index}, "classes": label},
                 {"$set": {f"feedback.{key}": {"label": label, "at": now}}},
                 projection={"labels": 1, "model_version": 1, "feedback": 1},
                 return_document=ReturnDocument.BEFORE,
@@ -194,12 +195,12 @@ class MonitoringRepository:
         )
 
     async def classes_of(self, *, ref: PredictionRef) -> list[str] | None:
-        """The classes of the version that made a logged prediction (its page's probability columns)."""
+        """The classes of the version that made a logged prediction; None when there is no such one."""
         async with self._mongo.bounded("find the prediction"):
             page = await self.predictions.find_one(
-                {"_id": ref.page, "n": {"$gt": ref.index}}, projection={"probabilities": 1}
+                {"_id": ref.page, "n": {"$gt": ref.index}}, projection={"classes": 1}
             )
-        return None if page is None else list(page["probabilities"])
+        return None if page is None else [str(c) for c in page["classes"]]
 
     async def accuracy_bins(self, *, since: datetime | None = None) -> list[Document]:
         query: Document = {} if since is None else {"start": {"$gte": since}}

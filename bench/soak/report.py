@@ -23,7 +23,10 @@ def failures(report: dict[str, Any]) -> list[str]:
     found: list[str] = []
     errors = report["errors"]
     if errors["total"] > MAX_ERRORS:
-        found.append(f"{errors['total']} calls failed: maximum {errors['maximum']}, soak {errors['soak']}")
+        peak = report["maximum"].get("errors_by_call", {})
+        found.append(
+            f"{errors['total']} calls failed: maximum {errors['maximum']} {peak}, soak {errors['soak']}"
+        )
     for name, row in report["memory"]["processes"].items():
         if row["growth"] >= MEMORY_GROWTH_BOUND:
             found.append(

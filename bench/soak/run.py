@@ -24,6 +24,7 @@ import os
 import platform
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from fruitstack.v1 import predictions_pb2, predictions_pb2_grpc
 from grpc import aio
 from rich.console import Console
 
-from bench.load import CpuProbe, run_load, run_paced
+from bench.load import CpuProbe, run_load, run_paced, status_of
 from bench.predict_bench import cpu_probe
 from bench.soak import report
 from bench.soak.mix import WEIGHTS, Mix, SignIn
@@ -116,8 +117,17 @@ async def soak(stack: SoakStack, options: Options, console: Console) -> dict[str
         cpu = cpu_probe(**stack.processes)
 
         console.log(f"the maximum: {options.max_callers} closed-loop callers, {options.max_seconds:g} s")
+        peak_errors: Counter[str] = Counter()
+
+        async def counted_call(i: int) -> None:
+            try:
+                await mix.call(i)
+            except Exception as exc:  # counted by call and status, then run_load counts it too
+                peak_errors[f"{mix.op(i)} {status_of(exc)}"] += 1
+                raise
+
         peak = await run_load(
-            mix.call, concurrency=options.max_callers, seconds=options.max_seconds, warmup=MAX_WARMUP_S
+            counted_call, concurrency=options.max_callers, seconds=options.max_seconds, warmup=MAX_WARMUP_S
         )
         rate = options.share * peak.throughput
         console.log(
@@ -156,7 +166,7 @@ async def soak(stack: SoakStack, options: Options, console: Console) -> dict[str
         "note": "shared 2-core machine; other work may run at the same time, so numbers are noisy",
         "options": {**asdict(options), "warmup_s": options.warmup_s},
         "mix": WEIGHTS,
-        "maximum": peak.as_dict(),
+        "maximum": {**peak.as_dict(), "errors_by_call": dict(peak_errors)},
         "soak": {
             "rate": rate,
             "calls": sent,

@@ -79,6 +79,7 @@ async def test_a_page_is_written_once_it_has_lingered() -> None:
     log = make_log(repository, page_size=100, linger_s=0.05)
     task = asyncio.create_task(log.run())
     try:
+        await asyncio.sleep(0.05)  # the writer idles (nothing open) before the first record comes
         record(log)
         await asyncio.sleep(0.3)
         assert [p["n"] for p in repository.pages] == [1]
