@@ -16,7 +16,7 @@ from bentoml.validators import ContentType
 from fruitstack_model.exceptions import InvalidInput, ModelServiceError, error_response
 from fruitstack_model.inputs import matrix_from_npy, matrix_from_rows, row_from_features, unscorable_rows
 from fruitstack_model.live_model import LiveModel, ModelSource, VersionMarker
-from fruitstack_model.model_store import LoadedModel
+from fruitstack_model.model_store import METADATA_KEYS, LoadedModel, require_version
 from fruitstack_model.registry import CHAMPION, Registry, VersionRecord, configure_http
 from fruitstack_model.schemas import ModelInfo, NpyProbabilities, Prediction, Reload, RowPredictions, Versions
 from fruitstack_model.settings import ServiceSettings
@@ -65,6 +65,7 @@ class FruitstackModel:
         marker = VersionMarker(state_dir / f"{registry.name}.serving")
         self.live = LiveModel.start(self.source, marker=marker)
         self._polling: asyncio.Task[None] | None = None
+        self._version_facts: dict[str, dict[str, Any]] = {}  # /version_info, by version
 
     @bentoml.on_startup  # type: ignore[untyped-decorator]
     async def _start_polling(self) -> None:
@@ -148,8 +149,26 @@ class FruitstackModel:
     @bentoml.api(output_spec=ModelInfo)  # type: ignore[untyped-decorator]
     async def model(self) -> Response:
         """The served version: schema, metrics, training sample, provenance, and the registry's state."""
-        model = await self.live.current()
+        return self._model_response(await self.live.current())
+
+    def _model_response(self, model: LoadedModel) -> Response:
         info = {**model.info(), "aliases": list(self.live.aliases), "registry": self.live.status.as_dict()}
+        return _json(info, model.version)
+
+    @bentoml.api(output_spec=ModelInfo)  # type: ignore[untyped-decorator]
+    async def version_info(self, version: str = "") -> Response:
+        """What /model answers, for any registered version and without serving it (version empty: the
+        served one). The backend's drift report for an earlier version needs its training summary."""
+        model = await self.live.current()
+        if not version:
+            return self._model_response(model)
+        try:
+            version = require_version(version)
+            if version == model.version:
+                return self._model_response(model)
+            info = await asyncio.to_thread(self._version_info, version)
+        except ModelServiceError as exc:
+            return error_response(exc)
         return _json(info, model.version)
 
     @bentoml.api(output_spec=Reload)  # type: ignore[untyped-decorator]
@@ -171,6 +190,21 @@ class FruitstackModel:
         except ModelServiceError as exc:
             return error_response(exc)
         return _json(body, model.version)
+
+    def _version_info(self, version: str) -> dict[str, Any]:
+        facts = self._version_facts.get(version)
+        if facts is None:  # what a version was trained on never changes, so it is fetched once
+            record, info = self.source.registry.fetch_info(version)
+            facts = self._version_facts[version] = {
+                "name": record.name,
+                "version": record.version,
+                "run_id": record.run_id,
+                **{key: info[key] for key in METADATA_KEYS},
+                "reference": info.get("reference"),
+                "sha256": record.sha256 or "",
+            }
+        # Aliases move; /versions has them. The registry state is this worker's, as in /model.
+        return {**facts, "aliases": [], "registry": self.live.status.as_dict()}
 
     def _versions(self, served: str) -> dict[str, Any]:
         registry = self.source.registry

@@ -85,6 +85,7 @@ class Monitor:
         self._alpha = alpha
         self._check_interval_s = check_interval_s
         self._references: dict[str, Summary] = {}  # by model version: they never change
+        self._versions: dict[str, ModelInfo] = {}  # versions not in service that reports asked for
         self.retention_s = repository.retention_s
 
     # ---- drift --------------------------------------------------------------------------------
@@ -100,15 +101,25 @@ class Monitor:
             summary = self._references[info.version] = Summary.from_doc(info.reference)
         return summary
 
+    async def _version_info(self, version: str, time_left: float | None) -> ModelInfo:
+        info = self._versions.get(version)
+        if info is None:  # a version's features and training data never change
+            info = self._versions[version] = await self._predictor.version_info(version, time_left=time_left)
+        return info
+
     async def drift_report(
         self,
         *,
         last_predictions: int | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        model_version: str = "",
         time_left: float | None = None,
     ) -> DriftReport:
-        """Window: the newest last_predictions, or the range [since, until]; neither: the default size."""
+        """Window: the newest last_predictions, or the range [since, until]; neither: the default size.
+
+        Of the inputs served by model_version (empty: the version in service), against its training data.
+        """
         if last_predictions is not None and not 0 < last_predictions <= _MAX_WINDOW_PREDICTIONS:
             raise InvalidArgument(
                 f"last_predictions must be 1 to {_MAX_WINDOW_PREDICTIONS:,}, got {last_predictions}"
@@ -116,6 +127,8 @@ class Monitor:
         if since is not None and until is not None and since > until:
             raise InvalidArgument("time_range.start must not be after time_range.end")
         info = await self._predictor.current_model(time_left=time_left)
+        if model_version and model_version != info.version:
+            info = await self._version_info(model_version, time_left)
         reference = await self._reference(info)
         if since is None and until is None:
             wanted = last_predictions or self._window_predictions

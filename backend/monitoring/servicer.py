@@ -13,6 +13,7 @@ from backend.exceptions import FruitstackError, InvalidArgument
 from backend.monitoring.drift import Histogram
 from backend.monitoring.monitor import DriftCheck, Monitor, time_range
 from backend.monitoring.prediction_log import PredictionLog
+from backend.prediction.versions import parse_version
 
 _Context = aio.ServicerContext[Any, Any]
 
@@ -46,6 +47,7 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
             last_predictions=request.last_predictions if window == "last_predictions" else None,
             since=since,
             until=until,
+            model_version=parse_version(request.model_version),
             time_left=context.time_remaining(),
         )
         result = report.result

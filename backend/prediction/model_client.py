@@ -81,6 +81,10 @@ class ModelClient:
         """Serve `version` ("" = the registry's champion); a version not the champion becomes it."""
         return await self._post_json("/reload", orjson.dumps({"version": version}), time_left)
 
+    async def version_info(self, version: str, *, time_left: float | None = None) -> dict[str, Any]:
+        """The `/model` answer for any registered version, served or not."""
+        return await self._post_json("/version_info", orjson.dumps({"version": version}), time_left)
+
     async def versions(self, *, time_left: float | None = None) -> dict[str, Any]:
         return await self._post_json("/versions", b"{}", time_left)
 

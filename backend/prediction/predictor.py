@@ -93,6 +93,21 @@ class Predictor:
         """The model in service as last read (read now when not known yet)."""
         return await self._current_schema(time_left)
 
+    async def version_info(self, version: str, *, time_left: float | None = None) -> ModelInfo:
+        """What the model service says of a registered version (served or not); NOT_FOUND if none."""
+        await self._check_registered(version, time_left)
+        return ModelInfo.from_json(await self._client.version_info(version, time_left=time_left))
+
+    async def _check_registered(self, version: str, time_left: float | None) -> None:
+        """NOT_FOUND, with what is registered, for a version never registered."""
+        registered = await self.list_versions(time_left=time_left)
+        known = [v.version for v in registered.versions]
+        if version not in known:
+            shown = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "")
+            raise NotFound(
+                f"{registered.name} has no registered version {version!r} (registered: {shown or 'none'})"
+            )
+
     async def _current_schema(self, time_left: float | None) -> ModelInfo:
         if self._schema is not None:
             return self._schema
@@ -257,13 +272,7 @@ class Predictor:
         of what is, rather than the model service's generic refusal.
         """
         if version:
-            registered = await self.list_versions(time_left=time_left)
-            known = [v.version for v in registered.versions]
-            if version not in known:
-                shown = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "")
-                raise NotFound(
-                    f"{registered.name} has no registered version {version!r} (registered: {shown or 'none'})"
-                )
+            await self._check_registered(version, time_left)
         data = await self._client.reload(version=version, time_left=time_left)
         update = ModelUpdate(str(data["previous_version"]), str(data["current_version"]))
         await self._refresh_schema(None, time_left)

@@ -192,18 +192,27 @@ class Registry:
     def fetch(self, version: str) -> FetchedModel:
         """Download a version's artifact and info file (the artifact is NOT unpickled here)."""
         record = self.get(version)
+        files = self._download(record.version, (ARTIFACT_FILE, INFO_FILE))
+        return FetchedModel(record=record, artifact=files[ARTIFACT_FILE], info=orjson.loads(files[INFO_FILE]))
+
+    def fetch_info(self, version: str) -> tuple[VersionRecord, dict[str, Any]]:
+        """A version's record and info file (schema, metrics, drift reference) without its artifact."""
+        record = self.get(version)
+        return record, orjson.loads(self._download(record.version, (INFO_FILE,))[INFO_FILE])
+
+    def _download(self, version: str, names: tuple[str, ...]) -> dict[str, bytes]:
         with self._call(f"downloading version {version} of '{self.name}'"):
             import mlflow.artifacts
 
             root = self.client().get_model_version_download_uri(self.name, version)
             with tempfile.TemporaryDirectory(prefix="fruitstack-fetch-") as tmp:
                 files = {}
-                for name in (ARTIFACT_FILE, INFO_FILE):
+                for name in names:
                     path = mlflow.artifacts.download_artifacts(
                         artifact_uri=f"{root}/{name}", dst_path=tmp, tracking_uri=self.tracking_uri
                     )
                     files[name] = Path(path).read_bytes()
-        return FetchedModel(record=record, artifact=files[ARTIFACT_FILE], info=orjson.loads(files[INFO_FILE]))
+        return files
 
 
 def _iso(milliseconds: int | None) -> str:

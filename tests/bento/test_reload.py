@@ -111,6 +111,26 @@ async def test_reload_to_another_dataset_changes_the_schema(private_model_servic
         assert "the model expects 13" in iris_row.text
 
 
+async def test_version_info_tells_of_a_version_not_served_without_serving_it(
+    private_model_service: ModelService,
+) -> None:
+    service = private_model_service
+    wine = await asyncio.to_thread(service.train, dataset="wine", seed=1, promote=False)
+    async with httpx.AsyncClient(base_url=service.url, timeout=60) as http:
+        served = (await http.post("/model", json={})).json()
+        info = await http.post("/version_info", json={"version": wine})
+        assert info.status_code == 200, info.text
+        assert info.headers["X-Model-Version"] == served["version"] == service.version  # still served
+        body = info.json()
+        assert (body["version"], body["dataset"], len(body["features"])) == (wine, "wine", 13)
+        assert body["reference"]["rows"] > 0
+        assert body["reference"] != served["reference"]
+        same = (await http.post("/version_info", json={"version": ""})).json()
+        assert (same["version"], same["reference"]) == (served["version"], served["reference"])
+        assert (await http.post("/version_info", json={"version": "999"})).status_code == 404
+        assert (await http.post("/version_info", json={"version": "latest"})).status_code == 400
+
+
 async def test_a_version_whose_artifact_changed_in_the_registry_is_refused(
     private_model_service: ModelService,
 ) -> None:

@@ -12,13 +12,15 @@ import time
 
 import grpc
 import pytest
-from fruitstack.v1 import monitoring_pb2
+from fruitstack.v1 import monitoring_pb2, predictions_pb2
 from grpc import aio
 
 from scripts.traffic import run_traffic
 from tests.fixtures.backend import TEST_ADMIN, RunningBackend
+from tests.fixtures.model_service import ModelService
 
 SHIFTED = "petal_length_cm"
+IRIS = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
 
 
 async def report(backend: RunningBackend, last: int) -> monitoring_pb2.DriftReport:
@@ -122,3 +124,33 @@ async def test_a_time_range_window_and_bad_windows(backend_with_model: RunningBa
         with pytest.raises(aio.AioRpcError) as caught:
             await backend_with_model.monitoring.GetDriftReport(bad, timeout=10)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_report_for_an_earlier_version_compares_its_own_inputs_with_its_own_training_data(
+    private_model_service: ModelService, backend_with_private_model: RunningBackend
+) -> None:
+    backend = backend_with_private_model
+    old = private_model_service.version
+    await run_traffic(backend.target, count=60, rate=0, concurrency=1, seed=5, login=TEST_ADMIN)
+    await wait_for_window(backend, 60)
+    # A new champion of another dataset (so other features and another reference), served from now on.
+    new = await asyncio.to_thread(private_model_service.train, dataset="wine", seed=7)
+    await backend.predictions.UpdateModel(predictions_pb2.UpdateModelRequest(), timeout=60)
+    await run_traffic(backend.target, count=25, rate=0, concurrency=1, seed=6, login=TEST_ADMIN)
+    served = await wait_for_window(backend, 25)
+    assert (served.model_version, served.window_size) == (new, 25)
+
+    request = monitoring_pb2.GetDriftReportRequest(last_predictions=1000, model_version=old)
+    earlier = (await backend.monitoring.GetDriftReport(request, timeout=30)).report
+    assert (earlier.model_version, earlier.window_size) == (old, 60)
+    assert [f.feature for f in earlier.features] == IRIS  # its own features and training rows
+    assert earlier.reference_size != served.reference_size
+    assert SHIFTED not in [f.feature for f in served.features]
+    assert not earlier.drift
+
+    for version, code in (("99", grpc.StatusCode.NOT_FOUND), ("v1", grpc.StatusCode.INVALID_ARGUMENT)):
+        with pytest.raises(aio.AioRpcError) as caught:
+            await backend.monitoring.GetDriftReport(
+                monitoring_pb2.GetDriftReportRequest(model_version=version), timeout=30
+            )
+        assert caught.value.code() == code, caught.value.details()
