@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,64 +37,80 @@ pytestmark = pytest.mark.timeout(600)
 SHIFTED = "petal_length_cm"
 
 
-@asynccontextmanager
-async def backend_and_runner(
-    model: ModelService | tuple[MlflowServer, str],
-    prefect: PrefectServer,
-    start_runner: StartRunner,
+@dataclass(frozen=True)
+class Retraining:
+    """What every test here runs against: the session's Prefect server and this test's MongoDB."""
+
+    prefect: PrefectServer
+    rest: PrefectRest
+    start_runner: StartRunner
+    mongodb_uri: str
+    mongodb_database: str
+
+    @asynccontextmanager
+    async def backend_and_runner(
+        self,
+        model: ModelService | tuple[MlflowServer, str],
+        *,
+        retrain_on_drift: bool = False,
+        **runner_settings: str,
+    ) -> AsyncIterator[tuple[RunningBackend, RetrainingRunner]]:
+        """The backend (asking this test's deployment for runs) and the runner serving it, both started.
+
+        model: the model service, whose registry the runner retrains; or (MLflow server, registered
+        model) for a runner without one (the backend then has no model service).
+        """
+        deployment = unique_deployment()
+        if isinstance(model, ModelService):
+            model_url, (mlflow, registered_model) = model.url, (model.mlflow, model.registered_model)
+        else:
+            model_url, (mlflow, registered_model) = f"http://127.0.0.1:{free_port()}", model
+        async with backend_in_front_of(
+            model_url,
+            self.mongodb_uri,
+            self.mongodb_database,
+            prefect_api_url=self.prefect.api_url,
+            retraining_deployment=deployment,
+            retrain_on_drift=retrain_on_drift,
+        ) as backend:
+            # The runner's start blocks for seconds; the backend on this loop keeps serving meanwhile.
+            runner = await asyncio.to_thread(
+                self.start_runner,
+                deployment=deployment,
+                mongodb_uri=self.mongodb_uri,
+                mongodb_database=self.mongodb_database,
+                mlflow=mlflow,
+                registered_model=registered_model,
+                backend_target=backend.target,
+                **runner_settings,
+            )
+            try:
+                yield backend, runner
+            finally:
+                await asyncio.to_thread(runner.stop)
+
+    async def ended(self, flow_run_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.rest.wait_for_end, flow_run_id, timeout=300)
+
+    def outcomes(self) -> list[dict[str, Any]]:
+        client: MongoClient[dict[str, Any]] = MongoClient(self.mongodb_uri, tz_aware=True)
+        with client:
+            return list(client[self.mongodb_database]["retraining_runs"].find())
+
+
+@pytest.fixture
+def retraining(
+    prefect_server: PrefectServer,
+    prefect_rest: PrefectRest,
+    retraining_runner_factory: StartRunner,
     mongodb_uri: str,
     mongodb_database: str,
-    *,
-    retrain_on_drift: bool = False,
-    **runner_settings: str,
-) -> AsyncIterator[tuple[RunningBackend, RetrainingRunner]]:
-    """The backend (asking this test's deployment for runs) and the runner serving it, both started.
-
-    model: the model service, whose registry the runner retrains; or (MLflow server, registered
-    model) for a runner without one (the backend then has no model service).
-    """
-    deployment = unique_deployment()
-    if isinstance(model, ModelService):
-        model_url, (mlflow, registered_model) = model.url, (model.mlflow, model.registered_model)
-    else:
-        model_url, (mlflow, registered_model) = f"http://127.0.0.1:{free_port()}", model
-    async with backend_in_front_of(
-        model_url,
-        mongodb_uri,
-        mongodb_database,
-        prefect_api_url=prefect.api_url,
-        retraining_deployment=deployment,
-        retrain_on_drift=retrain_on_drift,
-    ) as backend:
-        # The runner's start blocks for seconds; the backend on this loop keeps serving meanwhile.
-        runner = await asyncio.to_thread(
-            start_runner,
-            deployment=deployment,
-            mongodb_uri=mongodb_uri,
-            mongodb_database=mongodb_database,
-            mlflow=mlflow,
-            registered_model=registered_model,
-            backend_target=backend.target,
-            **runner_settings,
-        )
-        try:
-            yield backend, runner
-        finally:
-            await asyncio.to_thread(runner.stop)
+) -> Retraining:
+    return Retraining(prefect_server, prefect_rest, retraining_runner_factory, mongodb_uri, mongodb_database)
 
 
 async def retrain(backend: RunningBackend, reason: str = "") -> retraining_pb2.RetrainResponse:
     return await backend.retraining.Retrain(retraining_pb2.RetrainRequest(reason=reason), timeout=20)
-
-
-async def ended(prefect: PrefectRest, flow_run_id: str) -> dict[str, Any]:
-    return await asyncio.to_thread(prefect.wait_for_end, flow_run_id, timeout=300)
-
-
-def outcomes(mongodb_uri: str, database: str) -> list[dict[str, Any]]:
-    client: MongoClient[dict[str, Any]] = MongoClient(mongodb_uri, tz_aware=True)
-    with client:
-        return list(client[database]["retraining_runs"].find())
 
 
 async def served_version(backend: RunningBackend) -> str:
@@ -102,16 +119,10 @@ async def served_version(backend: RunningBackend) -> str:
 
 async def test_feedback_that_teaches_something_new_is_promoted_and_served(
     private_model_service: ModelService,
-    prefect_server: PrefectServer,
-    prefect_rest: PrefectRest,
-    retraining_runner_factory: StartRunner,
-    mongodb_uri: str,
-    mongodb_database: str,
+    retraining: Retraining,
 ) -> None:
     model = private_model_service
-    async with backend_and_runner(
-        model, prefect_server, retraining_runner_factory, mongodb_uri, mongodb_database
-    ) as (backend, runner):
+    async with retraining.backend_and_runner(model) as (backend, runner):
         before = await served_version(backend)
         # Inputs the champion never saw (petal length 2.5 cm longer), with their true labels: it
         # gets many of them wrong, and a model trained on them too need not.
@@ -127,11 +138,11 @@ async def test_feedback_that_teaches_something_new_is_promoted_and_served(
         assert sent.feedback_sent == 200
 
         asked = await retrain(backend, reason="new feedback")
-        run = await ended(prefect_rest, asked.run.id)
+        run = await retraining.ended(asked.run.id)
 
         assert run["state"]["type"] == "COMPLETED", runner.log_tail()
         assert run["parameters"] == {"trigger": "on demand", "reason": "new feedback"}
-        (outcome,) = outcomes(mongodb_uri, mongodb_database)
+        (outcome,) = retraining.outcomes()
         assert outcome["_id"] == asked.run.id
         assert outcome["result"] == "promoted", outcome["detail"]
         assert outcome["candidate_score"] > outcome["champion_score"]
@@ -148,10 +159,10 @@ async def test_feedback_that_teaches_something_new_is_promoted_and_served(
         assert outcome["served_version"] == new
         assert await served_version(backend) == new
         # The Prefect UI has the outcome as an artifact of the run, and the steps as task runs.
-        (artifact,) = prefect_rest.artifacts(asked.run.id)
+        (artifact,) = retraining.rest.artifacts(asked.run.id)
         assert artifact["key"] == "retraining-outcome"
         assert "promoted" in artifact["data"]
-        steps = {t["name"].rsplit("-", 1)[0] for t in prefect_rest.task_runs(asked.run.id)}
+        steps = {t["name"].rsplit("-", 1)[0] for t in retraining.rest.task_runs(asked.run.id)}
         assert {"load the champion", "gather the training data", "train the candidate"} <= steps
         assert {"register and gate", "switch the served model", "record the outcome"} <= steps
         # ... and the backend reports the run with its outcome.
@@ -166,20 +177,12 @@ async def test_feedback_that_teaches_something_new_is_promoted_and_served(
 
 async def test_a_worse_candidate_is_not_promoted_and_says_why(
     private_model_service: ModelService,
-    prefect_server: PrefectServer,
-    prefect_rest: PrefectRest,
-    retraining_runner_factory: StartRunner,
-    mongodb_uri: str,
-    mongodb_database: str,
+    retraining: Retraining,
 ) -> None:
     model = private_model_service
     # Candidates regularised into near-uselessness (like train.py --param C=0.0001).
-    async with backend_and_runner(
+    async with retraining.backend_and_runner(
         model,
-        prefect_server,
-        retraining_runner_factory,
-        mongodb_uri,
-        mongodb_database,
         RETRAINING_PARAMS=json.dumps({"C": 0.0001}),
     ) as (backend, _runner):
         before = await served_version(backend)
@@ -188,10 +191,10 @@ async def test_a_worse_candidate_is_not_promoted_and_says_why(
         )
 
         asked = await retrain(backend)
-        run = await ended(prefect_rest, asked.run.id)
+        run = await retraining.ended(asked.run.id)
 
         assert run["state"]["type"] == "COMPLETED"
-        (outcome,) = outcomes(mongodb_uri, mongodb_database)
+        (outcome,) = retraining.outcomes()
         assert outcome["result"] == "not promoted"
         assert outcome["candidate_score"] < outcome["champion_score"]
         assert outcome["detail"].startswith(
@@ -208,33 +211,27 @@ async def test_a_worse_candidate_is_not_promoted_and_says_why(
 
 async def test_a_step_that_fails_fails_the_run_without_promoting(
     private_mlflow_server: MlflowServer,
-    prefect_server: PrefectServer,
-    prefect_rest: PrefectRest,
-    retraining_runner_factory: StartRunner,
-    mongodb_uri: str,
-    mongodb_database: str,
+    retraining: Retraining,
 ) -> None:
     registered_model = unique_model_name()
     train_model(private_mlflow_server, registered_model, extra_args=["--promote"])
     registry = (private_mlflow_server, registered_model)
-    async with backend_and_runner(
-        registry, prefect_server, retraining_runner_factory, mongodb_uri, mongodb_database
-    ) as (backend, runner):
+    async with retraining.backend_and_runner(registry) as (backend, runner):
         private_mlflow_server.stop()
 
         asked = await retrain(backend)
-        run = await ended(prefect_rest, asked.run.id)
+        run = await retraining.ended(asked.run.id)
 
         assert run["state"]["type"] == "FAILED", runner.log_tail()
         message = run["state"]["message"]
         assert f"the MLflow registry at {private_mlflow_server.url} is unreachable" in message
-        steps = {t["name"].rsplit("-", 1)[0]: t for t in prefect_rest.task_runs(asked.run.id)}
+        steps = {t["name"].rsplit("-", 1)[0]: t for t in retraining.rest.task_runs(asked.run.id)}
         load = steps["load the champion"]
         assert load["state"]["type"] == "FAILED"
         assert load["run_count"] == 2  # retried once (RETRAINING_RETRIES=1)
         # Nothing after the failed step ran: no training, no registration, no promotion, no switch.
         assert set(steps) == {"load the champion", "record the outcome"}
-        (outcome,) = outcomes(mongodb_uri, mongodb_database)
+        (outcome,) = retraining.outcomes()
         assert outcome["result"] == "failed"
         assert outcome["detail"] == message
         assert outcome["candidate_version"] == ""
@@ -242,18 +239,12 @@ async def test_a_step_that_fails_fails_the_run_without_promoting(
 
 async def test_triggers_while_a_run_goes_make_one_run_and_are_recorded(
     private_model_service: ModelService,
-    prefect_server: PrefectServer,
-    prefect_rest: PrefectRest,
-    retraining_runner_factory: StartRunner,
-    mongodb_uri: str,
-    mongodb_database: str,
+    retraining: Retraining,
 ) -> None:
-    async with backend_and_runner(
-        private_model_service, prefect_server, retraining_runner_factory, mongodb_uri, mongodb_database
-    ) as (backend, _runner):
+    async with retraining.backend_and_runner(private_model_service) as (backend, _runner):
         # Two at once ...
         first, second = await asyncio.gather(retrain(backend, "one"), retrain(backend, "two"))
-        runs = {r.id: await ended(prefect_rest, r.id) for r in (first.run, second.run)}
+        runs = {r.id: await retraining.ended(r.id) for r in (first.run, second.run)}
         states = sorted(r["state"]["type"] for r in runs.values())
         assert states == ["CANCELLED", "COMPLETED"]
         (cancelled,) = [r for r in runs.values() if r["state"]["type"] == "CANCELLED"]
@@ -261,14 +252,14 @@ async def test_triggers_while_a_run_goes_make_one_run_and_are_recorded(
         # ... and one while a run is going (it holds the slot from Pending on): the answer names
         # the run going, and the new one is cancelled, not run afterwards.
         third = await retrain(backend, "three")
-        await asyncio.to_thread(prefect_rest.wait_for_state, third.run.id, {"PENDING", "RUNNING"})
+        await asyncio.to_thread(retraining.rest.wait_for_state, third.run.id, {"PENDING", "RUNNING"})
         fourth = await retrain(backend, "four")
         assert fourth.running.id == third.run.id
-        fourth_run = await ended(prefect_rest, fourth.run.id)
+        fourth_run = await retraining.ended(fourth.run.id)
         assert fourth_run["state"]["type"] == "CANCELLED"
-        assert (await ended(prefect_rest, third.run.id))["state"]["type"] == "COMPLETED"
+        assert (await retraining.ended(third.run.id))["state"]["type"] == "COMPLETED"
         # Only the two runs that ran recorded an outcome (training data unchanged: skipped).
-        recorded = outcomes(mongodb_uri, mongodb_database)
+        recorded = retraining.outcomes()
         assert sorted(o["_id"] for o in recorded) == sorted(
             [third.run.id, *(r for r in runs if runs[r]["state"]["type"] == "COMPLETED")]
         )
@@ -285,21 +276,13 @@ async def test_triggers_while_a_run_goes_make_one_run_and_are_recorded(
 
 async def test_the_schedule_has_the_configured_interval(
     private_model_service: ModelService,
-    prefect_server: PrefectServer,
-    prefect_rest: PrefectRest,
-    retraining_runner_factory: StartRunner,
-    mongodb_uri: str,
-    mongodb_database: str,
+    retraining: Retraining,
 ) -> None:
-    async with backend_and_runner(
+    async with retraining.backend_and_runner(
         private_model_service,
-        prefect_server,
-        retraining_runner_factory,
-        mongodb_uri,
-        mongodb_database,
         RETRAINING_INTERVAL_S="240",
     ) as (backend, runner):
-        deployment = prefect_rest.deployment(runner.deployment)
+        deployment = retraining.rest.deployment(runner.deployment)
         assert deployment is not None
         (schedule,) = deployment["schedules"]
         assert schedule["active"] is True
@@ -325,18 +308,10 @@ async def test_the_schedule_has_the_configured_interval(
 
 async def test_a_drift_event_starts_a_run(
     private_model_service: ModelService,
-    prefect_server: PrefectServer,
-    prefect_rest: PrefectRest,
-    retraining_runner_factory: StartRunner,
-    mongodb_uri: str,
-    mongodb_database: str,
+    retraining: Retraining,
 ) -> None:
-    async with backend_and_runner(
+    async with retraining.backend_and_runner(
         private_model_service,
-        prefect_server,
-        retraining_runner_factory,
-        mongodb_uri,
-        mongodb_database,
         retrain_on_drift=True,
     ) as (backend, runner):
         # Drift checks run every second here (tests/fixtures/backend.py): the shift turns one to drift.
@@ -346,8 +321,8 @@ async def test_a_drift_event_starts_a_run(
 
         # The schedule's runs (Prefect makes them ahead of time) are not the drift's.
         runs = await asyncio.to_thread(
-            wait_for_runs, prefect_rest, runner.deployment_id, 1, timeout=120, trigger="drift"
+            wait_for_runs, retraining.rest, runner.deployment_id, 1, timeout=120, trigger="drift"
         )
         run = runs[0]
         assert SHIFTED in run["parameters"]["reason"]
-        assert (await ended(prefect_rest, run["id"]))["state"]["type"] == "COMPLETED", runner.log_tail()
+        assert (await retraining.ended(run["id"]))["state"]["type"] == "COMPLETED", runner.log_tail()
