@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import grpc
@@ -68,8 +69,22 @@ class Load:
         stub.Predict(predictions_pb2.PredictRequest(features=self.features), timeout=self.deadline_s)
         return ""
 
-    def running(self) -> _Running:
-        return _Running(self)
+    @contextmanager
+    def running(self) -> Iterator[Load]:
+        """The callers, each in a thread, until the block ends."""
+        callers = [(ADD_FRUIT, self._add_fruit)] * self.writers + [(PREDICT, self._predict)] * self.predictors
+        threads = [
+            threading.Thread(target=self._caller, args=(kind, send), name=f"{kind}-{index}", daemon=True)
+            for index, (kind, send) in enumerate(callers)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            for thread in threads:
+                thread.join(timeout=self.deadline_s + 10)
 
     def since(self, moment: float, kind: str) -> list[Call]:
         with self._lock:
@@ -82,28 +97,6 @@ class Load:
     def acknowledged(self) -> set[str]:
         with self._lock:
             return {c.fruit_id for c in self.calls if c.kind == ADD_FRUIT and c.code == "OK"}
-
-
-class _Running:
-    def __init__(self, load: Load) -> None:
-        self._load = load
-        self._threads: list[threading.Thread] = []
-
-    def __enter__(self) -> Load:
-        load = self._load
-        callers = [(ADD_FRUIT, load._add_fruit)] * load.writers + [(PREDICT, load._predict)] * load.predictors
-        for index, (kind, send) in enumerate(callers):
-            thread = threading.Thread(
-                target=load._caller, args=(kind, send), name=f"{kind}-{index}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
-        return load
-
-    def __exit__(self, *exc: object) -> None:
-        self._load._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=self._load.deadline_s + 10)
 
 
 def codes(calls: list[Call]) -> Counter[str]:
