@@ -20,17 +20,15 @@ from bench.soak.run import Options, main
 
 MINUTES = 1.0
 INTERVAL_S = 5.0
-# A quarter of the measured maximum, not the issue's half: at half, nx-27017 (the local stand-in for
-# MongoDB, whose TTL emulation scans the prediction log on every read) falls behind within a minute
-# or two and calls time out (README, "Soak"); CI must not pass or fail on the stand-in's speed.
-# `nox -s soak` still soaks at half and reports what happens.
-CI_SHARE = 0.25
-# nx-27017 is the local stand-in for MongoDB, not part of the product. Over this one minute its RSS
-# grew by 4%, 12% and 24% in three runs of the same code on 2026-12-02 (264-282 calls/s, 0 errors):
-# it follows the data and the connections of the minute, so the 10% bound cannot tell a leak from
-# a busy minute there. Its growth is printed and held only to a bound against gross leaks; the
-# soak's own verdict (`nox -s soak`) still holds it to 10%, and the leak the soak found in it (open
-# drift cursors) has its own test (tests/backend/monitoring/test_repository.py).
+# Half the measured maximum, as the issue asks. The local stand-in for MongoDB (nx-27017) keeps up
+# for the first five minutes or so at half, then falls behind as its TTL emulation scans ever more
+# data on every read (README, "Soak"); a minute is well inside that.
+CI_SHARE = 0.5
+# nx-27017 is the local stand-in for MongoDB, not part of the product: its TTL emulation reads whole
+# collections, so its RSS follows the data it holds (README, "Soak"; +2.6% in this minute at 358
+# calls/s on 2026-12-02, +206% over ten minutes at 322), and the 10% bound cannot tell a leak from
+# a busy minute there. Its growth is printed and held only to a bound against gross leaks; the leak
+# the soak found in it (open drift cursors) has its own test (tests/backend/monitoring/test_repository.py).
 STAND_IN = "MongoDB (nx-27017)"
 STAND_IN_BOUND = 0.5
 
