@@ -23,7 +23,7 @@ from backend.prediction.schema import FloatArray
 # A host that is gone (e.g. a stopped container whose address is still cached) never refuses a
 # connection; without this bound such a call would wait for the whole deadline instead of failing fast.
 # Connecting on a local network takes milliseconds even on a busy machine.
-CONNECT_TIMEOUT_S = 1.0
+CONNECT_TIMEOUT_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)

@@ -236,6 +236,10 @@ def monitoring_server(
             f"{current.reference_size:,} training rows; false-alarm rate {current.alpha:g} per report."
         )
 
+    # The feature this module chose itself: until a person picks another, the choice follows the
+    # newest report (a report rendered before the drift arrived must not pin the first feature).
+    auto_chosen: list[str | None] = [None]
+
     @render.ui
     def feature_choice() -> TagChild:
         features = report().features
@@ -244,7 +248,11 @@ def monitoring_server(
         with reactive.isolate():
             kept = input.feature() if "feature" in input else None
         drifting = [f.feature for f in features if f.drift]
-        selected = kept if kept in names else (drifting[0] if drifting else names[0])
+        if kept in names and kept != auto_chosen[0]:
+            selected = kept
+        else:
+            selected = drifting[0] if drifting else names[0]
+            auto_chosen[0] = selected
         return ui.input_select("feature", "Feature", names, selected=selected)
 
     @render.plot(alt="The chosen feature's distribution in the training data and in recent predictions")

@@ -41,7 +41,9 @@ DEADLINE_S = 2.0
 # A call's own time may exceed its deadline by the client's scheduling on two shared cores.
 LATENESS_S = 0.5
 # Once the backend has noticed a fault, it refuses at once: a refused call must not wait out most of
-# its deadline ("fail fast with UNAVAILABLE").
+# its deadline ("fail fast with UNAVAILABLE"). The slowest refusals allowed are a killed model
+# service's: the backend caches its address for 10 s, and the first calls and each breaker trial
+# wait out the model client's connect bound (CONNECT_TIMEOUT_S, 0.5 s) on the gone container.
 FAIL_FAST_S = 1.0
 WARMUP_S = 3.0
 HOLD_S = 8.0
