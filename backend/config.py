@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     drift_check_interval_s: float = Field(
         default=60.0, gt=0, description="How often drift is checked (and a drift event recorded on a turn)."
     )
+    drift_report_cache_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="Seconds a drift report answers identical requests (0: computed for each one).",
+    )
     drift_bucket_rows: int = Field(
         default=1000, gt=0, description="Rows summarised into one stored drift bucket at most."
     )

@@ -310,6 +310,7 @@ async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
                 window_predictions=settings.drift_window_predictions,
                 alpha=settings.drift_alpha,
                 check_interval_s=settings.drift_check_interval_s,
+                report_cache_s=settings.drift_report_cache_s,
                 on_drift_event=retrainer.on_drift_event if settings.retrain_on_drift else None,
             )
             services = Services(

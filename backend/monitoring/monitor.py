@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from async_lru import alru_cache
 
 from backend.exceptions import FailedPrecondition, FruitstackError, InvalidArgument, NotFound
 from backend.messages import name_list, shorten
@@ -39,6 +41,20 @@ class DriftReport:
     reference_size: int
     result: DriftResult
     computed_at: datetime
+
+
+@dataclass(frozen=True)
+class _Window:
+    """What a drift report is over: the newest `last` predictions, or those in [since, until]."""
+
+    last: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _report_key(info: ModelInfo, reference: Summary, window: _Window) -> Hashable:
+    # The same version over the same window is the same report (the reference follows the version).
+    return (info.version, window)
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,7 @@ class Monitor:
         alpha: float,
         check_interval_s: float,
         on_drift_event: Callable[[DriftCheck], Awaitable[None]] | None = None,
+        report_cache_s: float = 0.0,
     ) -> None:
         self._repository = repository
         self._on_drift_event = on_drift_event  # e.g. ask for a retraining run
@@ -87,6 +104,12 @@ class Monitor:
         self._references: dict[str, Summary] = {}  # by model version: they never change
         self._versions: dict[str, ModelInfo] = {}  # versions not in service that reports asked for
         self.retention_s = repository.retention_s
+        # Every open Monitoring tab asks for the same report every few seconds, and a report reads
+        # MongoDB and runs a test per feature: identical requests in flight share one computation, and
+        # its result serves for report_cache_s (async-lru; a failure is not kept).
+        self._report = self._compute_report
+        if report_cache_s > 0:
+            self._report = alru_cache(maxsize=64, ttl=report_cache_s, key=_report_key)(self._compute_report)
 
     # ---- drift --------------------------------------------------------------------------------
 
@@ -131,24 +154,32 @@ class Monitor:
             info = await self._version_info(model_version, time_left)
         reference = await self._reference(info)
         if since is None and until is None:
-            wanted = last_predictions or self._window_predictions
-            docs = await self._repository.buckets(model_version=info.version, newest_rows=wanted)
-            window = self._log.unflushed(info.version)
+            window = _Window(last=last_predictions or self._window_predictions)
         else:
-            docs = await self._repository.buckets(model_version=info.version, since=since, until=until)
+            window = _Window(since=since, until=until)
+        return await self._report(info, reference, window)
+
+    async def _compute_report(self, info: ModelInfo, reference: Summary, window: _Window) -> DriftReport:
+        if window.last is not None:
+            docs = await self._repository.buckets(model_version=info.version, newest_rows=window.last)
+            summary = self._log.unflushed(info.version)
+        else:
+            docs = await self._repository.buckets(
+                model_version=info.version, since=window.since, until=window.until
+            )
             # Open buckets hold rows from their start to now: they belong to a range unless it ended
             # before they began.
-            window = self._log.unflushed(info.version, started_by=until)
+            summary = self._log.unflushed(info.version, started_by=window.until)
         for doc in docs:
-            window.merge(Summary.from_doc(doc))
-        result = compare(reference, window, features=info.feature_names, alpha=self._alpha)
+            summary.merge(Summary.from_doc(doc))
+        result = compare(reference, summary, features=info.feature_names, alpha=self._alpha)
         starts = [d["start"] for d in docs]
         ends = [d["end"] for d in docs]
         return DriftReport(
             model_version=info.version,
             window_start=min(starts) if starts else None,
             window_end=max(ends) if ends else None,
-            window_size=window.rows,
+            window_size=summary.rows,
             reference_size=reference.rows,
             result=result,
             computed_at=datetime.now(UTC),
