@@ -16,7 +16,7 @@ from bentoml.validators import ContentType
 from fruitstack_model.exceptions import InvalidInput, ModelServiceError, error_response
 from fruitstack_model.inputs import matrix_from_npy, matrix_from_rows, row_from_features, unscorable_rows
 from fruitstack_model.live_model import LiveModel, ModelSource, VersionMarker
-from fruitstack_model.model_store import METADATA_KEYS, LoadedModel, require_version
+from fruitstack_model.model_store import METADATA_KEYS, LoadedModel, ModelCache, require_version
 from fruitstack_model.registry import CHAMPION, Registry, VersionRecord, configure_http
 from fruitstack_model.schemas import ModelInfo, NpyProbabilities, Prediction, Reload, RowPredictions, Versions
 from fruitstack_model.settings import ServiceSettings
@@ -60,8 +60,8 @@ class FruitstackModel:
         self.settings = ServiceSettings()
         configure_http(timeout_s=self.settings.registry_timeout_s, retries=0)
         registry = Registry(self.settings.tracking_uri, self.settings.registered_model)
-        self.source = ModelSource(registry)
         state_dir = self.settings.state_dir or _default_state_dir()
+        self.source = ModelSource(registry, ModelCache(lock_dir=state_dir))
         marker = VersionMarker(state_dir / f"{registry.name}.serving")
         self.live = LiveModel.start(self.source, marker=marker)
         self._polling: asyncio.Task[None] | None = None

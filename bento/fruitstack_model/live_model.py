@@ -95,7 +95,12 @@ class ModelSource:
                 self.cache.drop(record.name, version)
         fetched = self.registry.fetch(version)
         model = load_fetched(fetched)  # verified before it is cached
-        self.cache.put(fetched)
+        try:
+            self.cache.put(fetched)
+        except Exception:
+            # The cache only helps a restart while the registry is down; a verified model is
+            # served whether or not it could be kept.
+            logger.exception("cannot keep %s:%s in the local BentoML store", record.name, version)
         return model
 
     def load_cached(self, version: str | None) -> LoadedModel:
@@ -313,10 +318,18 @@ class LiveModel:
                 return
             try:
                 model = await self._registry(lambda: source.load(champion.version))
-            except Exception:
+            except (ModelIntegrityError, ModelNotFound):
+                # A verdict on the version itself: asking again every poll would only repeat it.
                 self._refused = champion.version
                 logger.exception(
                     "cannot serve the new champion %s; still serving %s",
+                    champion.version,
+                    self._model.version,
+                )
+                return
+            except Exception:
+                logger.exception(
+                    "cannot load the new champion %s yet (tried again next poll); still serving %s",
                     champion.version,
                     self._model.version,
                 )

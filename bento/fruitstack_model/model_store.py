@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
+import filelock
 import numpy as np
 import numpy.typing as npt
 import orjson
@@ -166,7 +167,13 @@ class ModelCache:
     Each entry holds the version's files as downloaded plus `record.json` (run id, created, tags as
     registered, so the sha256 recorded at registration too). Files rather than BentoML metadata:
     that refuses None values, which hyperparameters have.
+
+    Processes that share the store (the service's workers) pass one `lock_dir`, where they take
+    turns writing; without one, writes are not coordinated (a single process).
     """
+
+    def __init__(self, lock_dir: Path | None = None) -> None:
+        self._lock_dir = lock_dir
 
     def get(self, name: str, version: str) -> FetchedModel | None:
         try:
@@ -195,20 +202,33 @@ class ModelCache:
         )
 
     def put(self, fetched: FetchedModel) -> None:
-        """Keep a verified download; a version already cached is left as it is."""
+        """Keep a verified download; a version already cached is left as it is.
+
+        Every worker of the service shares one store and polls on the same schedule, so several
+        of them download a new champion in the same second: a lock file makes them take turns
+        (without it BentoML refuses all but the first with "already exists", and a worker could
+        delete an entry another was still writing as incomplete).
+        """
         record = fetched.record
-        if self.get(record.name, record.version) is not None:
-            return
-        self.drop(record.name, record.version)  # an incomplete entry
-        with bentoml.models.create(f"{record.name}:{record.version}") as model:
-            folder = Path(model.path)
-            (folder / ARTIFACT_FILE).write_bytes(fetched.artifact)
-            (folder / INFO_FILE).write_bytes(orjson.dumps(fetched.info))
-            (folder / RECORD_FILE).write_bytes(
-                orjson.dumps(
-                    {"run_id": record.run_id, "created_at": record.created_at, "tags": dict(record.tags)}
+        with self._lock(record.name):
+            if self.get(record.name, record.version) is not None:
+                return
+            self.drop(record.name, record.version)  # an incomplete entry
+            with bentoml.models.create(f"{record.name}:{record.version}") as model:
+                folder = Path(model.path)
+                (folder / ARTIFACT_FILE).write_bytes(fetched.artifact)
+                (folder / INFO_FILE).write_bytes(orjson.dumps(fetched.info))
+                (folder / RECORD_FILE).write_bytes(
+                    orjson.dumps(
+                        {"run_id": record.run_id, "created_at": record.created_at, "tags": dict(record.tags)}
+                    )
                 )
-            )
+
+    def _lock(self, name: str) -> contextlib.AbstractContextManager[object]:
+        if self._lock_dir is None:
+            return contextlib.nullcontext()
+        self._lock_dir.mkdir(parents=True, exist_ok=True)
+        return filelock.FileLock(self._lock_dir / f"{name}.cache.lock")
 
     def drop(self, name: str, version: str) -> None:
         with contextlib.suppress(NotFound):

@@ -24,8 +24,9 @@ class ServiceSettings(BaseSettings):
     # Upper bound of one call to the registry. MLflow's default is 120 s with 7 retries, which would
     # make a /reload against a stopped registry hang for minutes instead of answering 503.
     registry_timeout_s: int = Field(default=5, ge=1)
-    # Where the workers of one store agree on the version to serve (see live_model.py). Empty means
-    # next to the model store: $BENTOML_HOME/fruitstack/.
+    # Where the workers of one store agree on the version to serve (see live_model.py) and take
+    # turns writing to the store (model_store.py). Empty means next to the model store:
+    # $BENTOML_HOME/fruitstack/.
     state_dir: Path | None = None
     # Requests with at least this many rows are scored in a thread so that small requests keep
     # being answered meanwhile; below it the thread hand-off costs more than the scoring.

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fruitstack_model.exceptions import ModelIntegrityError, RegistryUnavailable
 from fruitstack_model.live_model import LiveModel, ModelSource, VersionMarker
-from fruitstack_model.model_store import load_verified
+from fruitstack_model.model_store import LoadedModel, load_verified
 from fruitstack_model.registry import Registry
 
 from tests.fixtures.mlflow import unique_model_name
@@ -81,6 +81,35 @@ async def test_a_candidate_the_gate_refused_is_not_followed(
     weak = train_model(registry_template.mlflow, registry.name, params=["C=0.0001"]).version
     await worker.check_champion()
     assert worker.model.version == first != weak
+
+
+class _FirstDownloadTimesOut(ModelSource):
+    """The real registry, except that the first download of a version times out."""
+
+    def __init__(self, registry: Registry) -> None:
+        super().__init__(registry)
+        self.failed: set[str] = set()
+
+    def load(self, version: str) -> LoadedModel:
+        if version not in self.failed:
+            self.failed.add(version)
+            raise RegistryUnavailable(f"the MLflow registry did not answer in time for version {version}")
+        return super().load(version)
+
+
+async def test_a_champion_that_failed_to_load_for_a_passing_reason_is_tried_again(
+    registry: Registry, registry_template: RegistryTemplate, tmp_path: Path
+) -> None:
+    worker = LiveModel.start(ModelSource(registry), marker=VersionMarker(tmp_path / "serving"))
+    first = worker.model.version
+    flaky = LiveModel(
+        worker.model, source=_FirstDownloadTimesOut(registry), marker=VersionMarker(tmp_path / "serving")
+    )
+    new = train_into(registry, registry_template, seed=5)
+    await flaky.check_champion()
+    assert flaky.model.version == first  # the download failed: still serving the verified model
+    await flaky.check_champion()  # the next poll
+    assert flaky.model.version == new
 
 
 async def test_a_tampered_cache_is_downloaded_again_and_a_tampered_registry_is_refused(
