@@ -18,6 +18,10 @@ nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["proto_check", "buf", "lint", "hadolint", "tests", "faults"]
 # Reuse environments between runs; requirements are pinned so they only change with the files.
 nox.options.reuse_venv = "yes"
+# uv installs without compiling bytecode, and where PYTHONDONTWRITEBYTECODE is set (CI here) Python
+# never writes it either: every process the tests start then compiled sklearn, mlflow, pandas...
+# from source (`import service` 11.5 s instead of 4.0 s). Compiled once at install instead.
+os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 
 ROOT = Path(__file__).parent
 PYTHON = "3.11"
