@@ -18,14 +18,22 @@ from fruitstack_model import schemas
 from pydantic import BaseModel
 
 from backend.prediction import ModelClient, ModelInfo
-from tests.fixtures.model_service import ModelService
+from tests.fixtures.model_service import ModelService, StartModelService
 
 ROW = [5.9, 3.0, 5.1, 1.8]
 
 
+@pytest.fixture(scope="module")
+def private_model_service(model_service_factory: StartModelService) -> Iterator[ModelService]:
+    """One service of this module's own: the contract includes /reload, which the shared one must
+    never see. A reload to the champion it already serves changes nothing, so the tests share it."""
+    service = model_service_factory()
+    yield service
+    service.stop()
+
+
 @pytest.fixture
 def http(private_model_service: ModelService) -> Iterator[httpx.Client]:
-    # A private service: the contract includes /reload, which the shared one must never see.
     with httpx.Client(base_url=private_model_service.url, timeout=30) as client:
         yield client
 
