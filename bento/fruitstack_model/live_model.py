@@ -318,18 +318,13 @@ class LiveModel:
                 return
             try:
                 model = await self._registry(lambda: source.load(champion.version))
-            except (ModelIntegrityError, ModelNotFound):
-                # A verdict on the version itself: asking again every poll would only repeat it.
-                self._refused = champion.version
+            except Exception as exc:
+                # A verdict on the version itself would only repeat every poll; anything else (a
+                # timeout, a full disk) may pass, so the next poll tries again.
+                if isinstance(exc, ModelIntegrityError | ModelNotFound):
+                    self._refused = champion.version
                 logger.exception(
                     "cannot serve the new champion %s; still serving %s",
-                    champion.version,
-                    self._model.version,
-                )
-                return
-            except Exception:
-                logger.exception(
-                    "cannot load the new champion %s yet (tried again next poll); still serving %s",
                     champion.version,
                     self._model.version,
                 )

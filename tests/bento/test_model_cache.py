@@ -37,7 +37,7 @@ def _cache_every_version(home: str, lock_dir: str, start: threading.Barrier) -> 
 
 
 def test_two_processes_caching_the_same_versions_at_once_both_succeed(tmp_path: Path) -> None:
-    # Without the lock, BentoML refused about half of these writes with "already exists".
+    # Without the lock this failed: BentoML refused the second write of most versions ("already exists").
     context = multiprocessing.get_context("spawn")  # a fresh interpreter reads BENTOML_HOME anew
     with context.Manager() as manager, context.Pool(2) as pool:
         args = (str(tmp_path / "home"), str(tmp_path / "state"), manager.Barrier(2))
