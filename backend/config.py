@@ -15,6 +15,8 @@ PLACEHOLDER_PAGE_TOKEN_SECRET = "change-me-local-only"
 PLACEHOLDER_AUTH_TOKEN_SECRET = "change-me-local-only-token-signing-key"
 # The documented first-admin password of `nox -s dev` (scripts/dev.py).
 PLACEHOLDER_ADMIN_PASSWORD = "fruitstack-local-admin"
+# The retraining runner's password under `nox -s dev` (scripts/dev.py).
+PLACEHOLDER_RETRAINER_PASSWORD = "fruitstack-local-retrainer"
 # HS256 keys shorter than the hash (32 bytes) weaken it (RFC 7518 section 3.2).
 AUTH_TOKEN_SECRET_MIN = 32
 FIRST_ADMIN_PASSWORD_MIN = 12
@@ -23,6 +25,9 @@ FIRST_ADMIN_PASSWORD_MIN = 12
 # generated ones. Each file is named after its setting (auth_token_secret, page_token_secret,
 # first_admin_password); an environment variable of the same name wins over the file.
 SECRETS_DIR = Path("/run/secrets")
+# Service accounts' passwords (retrainer_password): a volume of their own, because the retraining
+# runner mounts it too, and must not see the backend's keys in SECRETS_DIR.
+SERVICE_SECRETS_DIR = Path("/run/service-secrets")
 
 
 class Settings(BaseSettings):
@@ -32,8 +37,8 @@ class Settings(BaseSettings):
         env_file=".env",
         extra="ignore",
         frozen=True,
-        # Only when it exists: pydantic-settings warns about a missing secrets directory.
-        secrets_dir=SECRETS_DIR if SECRETS_DIR.is_dir() else None,
+        # Only those that exist: pydantic-settings warns about a missing secrets directory.
+        secrets_dir=[d for d in (SECRETS_DIR, SERVICE_SECRETS_DIR) if d.is_dir()] or None,
     )
 
     grpc_host: str = Field(default="[::]", description="Address the gRPC server binds to.")
@@ -141,6 +146,16 @@ class Settings(BaseSettings):
         default=SecretStr(""),
         description="Its password (at least 12 characters); empty: no user is created at start-up.",
     )
+    retrainer_username: str = Field(
+        default="retrainer",
+        description="The retraining runner's service account (role retrainer: it may only ask for the"
+        " champion to be served), created or updated at start-up when RETRAINER_PASSWORD is set.",
+    )
+    retrainer_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="Its password (at least 12 characters; compose generates one in the runner's own"
+        " secret volume); empty: no service account, and the runner cannot switch the served model.",
+    )
     login_max_attempts: int = Field(
         default=5, ge=1, description="Failed logins allowed per username within LOGIN_WINDOW_S."
     )
@@ -200,6 +215,14 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"FIRST_ADMIN_PASSWORD must be at least {FIRST_ADMIN_PASSWORD_MIN} characters"
                 )
+        retrainer = self.retrainer_password.get_secret_value()
+        if retrainer:
+            if not self.local_mode and retrainer == PLACEHOLDER_RETRAINER_PASSWORD:
+                raise ValueError(
+                    "RETRAINER_PASSWORD is the documented local default; set a real one or LOCAL_MODE=true"
+                )
+            if len(retrainer) < FIRST_ADMIN_PASSWORD_MIN:
+                raise ValueError(f"RETRAINER_PASSWORD must be at least {FIRST_ADMIN_PASSWORD_MIN} characters")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("set both TLS_CERT_FILE and TLS_KEY_FILE (or neither, for plaintext)")
         return self

@@ -162,12 +162,14 @@ def open_accounts(mongo: AsyncMongoClient[Document], settings: Settings, tokens:
         mongo, database=settings.mongodb_database, timeout_s=settings.mongodb_timeout_ms / 1000
     )
     password = settings.first_admin_password.get_secret_value()
+    retrainer = settings.retrainer_password.get_secret_value()
     return Accounts(
         users,
         tokens=tokens,
         passwords=Passwords(),
         limit=LoginLimit(max_attempts=settings.login_max_attempts, window_s=settings.login_window_s),
         first_admin=(settings.first_admin_username, password) if password else None,
+        retrainer=(settings.retrainer_username, retrainer) if retrainer else None,
     )
 
 

@@ -162,7 +162,7 @@ def switch_served_model(settings: Settings) -> str:
     if not password:
         raise RuntimeError(
             "cannot ask the backend to switch: no password to sign in with "
-            "(set RETRAINING_BACKEND_PASSWORD or FIRST_ADMIN_PASSWORD)"
+            "(set RETRAINER_PASSWORD, the backend's retrainer service account's)"
         )
     if settings.backend_ca_file is None:
         channel = grpc.insecure_channel(settings.backend_address)
@@ -174,10 +174,8 @@ def switch_served_model(settings: Settings) -> str:
             auth_pb2.LoginRequest(username=settings.backend_username, password=password),
             timeout=settings.backend_timeout_s,
         )
-        stub = predictions_pb2_grpc.PredictionServiceStub(channel)
-        # No version: the champion. Naming the version would make it a manual promotion.
-        answer = stub.UpdateModel(
-            predictions_pb2.UpdateModelRequest(),
+        answer = predictions_pb2_grpc.PredictionServiceStub(channel).ServeChampion(
+            predictions_pb2.ServeChampionRequest(),
             timeout=settings.backend_timeout_s,
             metadata=(("authorization", f"Bearer {login.access_token}"),),
         )

@@ -17,7 +17,7 @@ from fruitstack_model.registry import DEFAULT_TRACKING_URI, REGISTERED_MODEL
 from pydantic import AliasChoices, Field, FilePath, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Compose mounts the backend's generated secrets here (the first admin's password among them).
+# Compose mounts the runner's own secret volume here: its service account's password, nothing else.
 SECRETS_DIR = Path("/run/secrets")
 
 FLOW_NAME = "retrain"
@@ -54,18 +54,20 @@ class Settings(BaseSettings):
         default=REGISTERED_MODEL, validation_alias=AliasChoices("FRUITSTACK_MODEL_REGISTERED_MODEL")
     )
     backend_address: str = Field(default="localhost:50051", validation_alias=AliasChoices("BACKEND_ADDRESS"))
-    backend_timeout_s: float = Field(default=30.0, gt=0, description="Deadline of UpdateModel.")
-    # Switching the served model needs an admin (the backend's policy). By default the runner signs
-    # in as the first admin, whose password compose keeps in /run/secrets/first_admin_password;
-    # RETRAINING_BACKEND_USERNAME / _PASSWORD name another admin instead.
+    backend_timeout_s: float = Field(
+        default=30.0, gt=0, description="Deadline of Login and of ServeChampion."
+    )
+    # Switching the served model to the champion is all the runner asks of the backend, so it signs in
+    # as the service account that may do only that (role retrainer), never as a human admin. Compose
+    # keeps the password in the runner's own secret volume (/run/secrets/retrainer_password).
     backend_username: str = Field(
-        default="admin",
+        default="retrainer",
         min_length=1,
-        validation_alias=AliasChoices("RETRAINING_BACKEND_USERNAME", "FIRST_ADMIN_USERNAME"),
+        validation_alias=AliasChoices("RETRAINING_BACKEND_USERNAME", "RETRAINER_USERNAME"),
     )
     backend_password: SecretStr = Field(
         default=SecretStr(""),
-        validation_alias=AliasChoices("RETRAINING_BACKEND_PASSWORD", "FIRST_ADMIN_PASSWORD"),
+        validation_alias=AliasChoices("RETRAINING_BACKEND_PASSWORD", "RETRAINER_PASSWORD"),
     )
     # The CA that signed the backend's certificate when the backend serves TLS (the frontend's name).
     backend_ca_file: FilePath | None = Field(default=None, validation_alias=AliasChoices("BACKEND_CA_FILE"))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from backend.config import PLACEHOLDER_ADMIN_PASSWORD
+from backend.config import PLACEHOLDER_ADMIN_PASSWORD, PLACEHOLDER_RETRAINER_PASSWORD
 from scripts.processes import (
     MLFLOW_SERVER_ENV,
     ROOT,
@@ -157,6 +157,13 @@ def process_specs() -> list[ProcessSpec]:
     # backend outside LOCAL_MODE). It is created only when no user of that name exists yet.
     env["FIRST_ADMIN_USERNAME"] = os.environ.get("FIRST_ADMIN_USERNAME", "admin")
     env["FIRST_ADMIN_PASSWORD"] = os.environ.get("FIRST_ADMIN_PASSWORD", PLACEHOLDER_ADMIN_PASSWORD)
+    # The retraining runner's service account (role retrainer): the backend creates it, the runner
+    # signs in as it; neither needs the other's secrets.
+    retrainer = {
+        "RETRAINER_USERNAME": os.environ.get("RETRAINER_USERNAME", "retrainer"),
+        "RETRAINER_PASSWORD": os.environ.get("RETRAINER_PASSWORD", PLACEHOLDER_RETRAINER_PASSWORD),
+    }
+    env.update(retrainer)
     specs.append(
         ProcessSpec(
             name="backend",
@@ -179,9 +186,8 @@ def process_specs() -> list[ProcessSpec]:
                 "MONGODB_URI": mongodb_uri,
                 "MLFLOW_TRACKING_URI": tracking_uri,
                 "BACKEND_ADDRESS": f"127.0.0.1:{GRPC_PORT}",
-                # It signs in as the first admin to switch the served model after a promotion.
-                "FIRST_ADMIN_USERNAME": env["FIRST_ADMIN_USERNAME"],
-                "FIRST_ADMIN_PASSWORD": env["FIRST_ADMIN_PASSWORD"],
+                # It signs in as its service account to switch to the champion after a promotion.
+                **retrainer,
                 **{k: v for k, v in bento_env.items() if k != "MLFLOW_TRACKING_URI"},
             },
         )

@@ -68,7 +68,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> str:
         users = await accounts.list_users()
         width = max([len(u.username) for u in users] or [8])
         return "\n".join(
-            f"{u.username:<{width}}  {u.role.label:<6}  created {u.created_at:%Y-%m-%d %H:%M UTC}"
+            f"{u.username:<{width}}  {u.role.label:<9}  created {u.created_at:%Y-%m-%d %H:%M UTC}"
             for u in users
         )
 

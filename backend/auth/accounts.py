@@ -50,11 +50,14 @@ class Accounts:
         passwords: Passwords,
         limit: LoginLimit,
         first_admin: tuple[str, str] | None = None,
+        retrainer: tuple[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._users = users
         # (username, password) of the admin to create once MongoDB answers, or None.
         self._first_admin = first_admin
+        # (username, password) of the retraining runner's service account, or None.
+        self._retrainer = retrainer
         self._tokens = tokens
         self._passwords = passwords
         self._limit = limit
@@ -125,6 +128,43 @@ class Accounts:
             if await self.ensure_admin(username=username, password=password):
                 logger.info("first admin %r created (FIRST_ADMIN_USERNAME / FIRST_ADMIN_PASSWORD)", username)
             self._first_admin = None
+        if self._retrainer is not None:
+            username, password = self._retrainer
+            try:
+                await self.ensure_service_account(username=username, password=password, role=Role.RETRAINER)
+            except FailedPrecondition as exc:
+                # A configuration error, not an outage: the rest of the backend serves on.
+                logger.error("no retrainer service account: %s", exc.message)
+            self._retrainer = None
+
+    async def ensure_service_account(self, *, username: str, password: str, role: Role) -> None:
+        """Make `username` a `role` service account with this password, whatever it was before.
+
+        The password comes from a secret file that its service reads too, so that file is the truth:
+        a rotated file takes effect at the backend's next start. A human account of the same name is
+        never turned into a service account (nor its password changed): that is refused loudly.
+        """
+        name = normalize_username(username)
+        stored = await self._users.get(username=name)
+        if stored is None:
+            try:
+                await self.create_user(username=name, password=password, role=role)
+                logger.info("service account %r created with role %s", name, role.label)
+                return
+            except AlreadyExists:
+                stored = await self._users.get(username=name)  # another replica was faster
+                assert stored is not None
+        if stored.user.role is not role:
+            raise FailedPrecondition(
+                f"{name!r} is a user with role {stored.user.role.label}, not the {role.label} service"
+                " account; give the service account another name (RETRAINER_USERNAME)"
+            )
+        if not await self._passwords.verify(stored.password_hash, password):
+            check_new_password(password)
+            await self._users.set_password_hash(
+                username=name, password_hash=await self._passwords.hash(password)
+            )
+            logger.info("service account %r: password changed to the one in its secret file", name)
 
     async def ensure_admin(self, *, username: str, password: str) -> bool:
         """Create `username` as an admin unless a user of that name exists; True when created."""

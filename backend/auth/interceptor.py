@@ -55,14 +55,14 @@ def authorize(
         raise PermissionDenied(
             f"{name} has no row in the access policy (backend/auth/policy.py), so it is refused for everyone"
         )
-    if rule.role is None:
+    if rule.roles is None:
         return None
     if token is None:
         if rule.anonymous_read and allow_anonymous_reads:
             return None
         raise Unauthenticated(f"{name} needs a signed-in user with {rule.describe()}; {HOW_TO_SIGN_IN}")
     principal = tokens.verify(token)
-    if principal.role < rule.role:
+    if not rule.allows(principal.role):
         raise PermissionDenied(
             f"{name} needs {rule.describe()}; user {principal.username!r} has role {principal.role.label}"
         )
@@ -110,7 +110,7 @@ class AuthInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
             return handler  # no such method: grpc answers UNIMPLEMENTED
         method = handler_call_details.method
         rule = self._policy.get(method)
-        if rule is not None and rule.role is None:
+        if rule is not None and rule.roles is None:
             return handler
         try:
             authorize(

@@ -10,6 +10,8 @@ tests/backend/auth/test_policy.py fails until every method of every fruitstack.v
 - EDIT: an editor or an admin: changes to the fruit store, and feedback labels (they become
   training data).
 - ADMIN: an admin: the model in service (updates, rollbacks, retraining) and the users.
+- SERVE_CHAMPION: an admin or the retraining runner's service account (role retrainer), which may
+  call nothing else: switching to the champion the promotion gate chose is all the runner needs.
 """
 
 from __future__ import annotations
@@ -23,25 +25,29 @@ from backend.auth.roles import Role
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """What a method needs: `role` None means public."""
+    """What a method needs: the roles that may call it; `roles` None means public."""
 
-    role: Role | None
+    roles: frozenset[Role] | None
     # Without any token, allowed when ALLOW_ANONYMOUS_READS is true.
     anonymous_read: bool = False
 
+    def allows(self, role: Role) -> bool:
+        return self.roles is None or role in self.roles
+
     def describe(self) -> str:
-        if self.role is None:
+        if self.roles is None:
             return "anyone"
-        allowed = [r.label for r in Role if r >= self.role]
+        allowed = [r.label for r in sorted(self.roles)]
         if len(allowed) == 1:
             return f"role {allowed[0]}"
         return f"role {', '.join(allowed[:-1])} or {allowed[-1]}"
 
 
-PUBLIC = Rule(role=None)
-READ = Rule(role=Role.VIEWER, anonymous_read=True)
-EDIT = Rule(role=Role.EDITOR)
-ADMIN = Rule(role=Role.ADMIN)
+PUBLIC = Rule(roles=None)
+READ = Rule(roles=Role.at_least(Role.VIEWER), anonymous_read=True)
+EDIT = Rule(roles=Role.at_least(Role.EDITOR))
+ADMIN = Rule(roles=Role.at_least(Role.ADMIN))
+SERVE_CHAMPION = Rule(roles=Role.at_least(Role.ADMIN) | {Role.RETRAINER})
 
 POLICY: Mapping[str, Rule] = MappingProxyType(
     {
@@ -67,6 +73,7 @@ POLICY: Mapping[str, Rule] = MappingProxyType(
         "/fruitstack.v1.PredictionService/ListModelVersions": READ,
         # UpdateModel with a version is a rollback: admin either way.
         "/fruitstack.v1.PredictionService/UpdateModel": ADMIN,
+        "/fruitstack.v1.PredictionService/ServeChampion": SERVE_CHAMPION,
         # MonitoringService
         "/fruitstack.v1.MonitoringService/GetDriftReport": READ,
         "/fruitstack.v1.MonitoringService/GetLiveAccuracy": READ,

@@ -88,6 +88,16 @@ class UserRepository:
             raise NotFound(f"no user named {username!r}")
         return _to_user(doc)
 
+    async def set_password_hash(
+        self, *, username: str, password_hash: str, time_left: float | None = None
+    ) -> None:
+        async with self._mongo.bounded("change the password", time_left):
+            result = await self._users.update_one(
+                {"_id": username}, {"$set": {"password_hash": password_hash}}
+            )
+        if result.matched_count == 0:
+            raise NotFound(f"no user named {username!r}")
+
     async def count_admins(self, *, time_left: float | None = None) -> int:
         async with self._mongo.bounded("count the admins", time_left):
             return await self._users.count_documents({"role": int(Role.ADMIN)})

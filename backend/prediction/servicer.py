@@ -91,6 +91,16 @@ class PredictionServicer(predictions_pb2_grpc.PredictionServiceServicer):
             previous_version=update.previous_version, current_version=update.current_version
         )
 
+    async def ServeChampion(
+        self, request: predictions_pb2.ServeChampionRequest, context: _Context
+    ) -> predictions_pb2.ServeChampionResponse:
+        # UpdateModel without a version, as a method of its own so that the policy table can let the
+        # runner's service account do this and nothing else.
+        update = await self._predictor.update_model(version="", time_left=context.time_remaining())
+        return predictions_pb2.ServeChampionResponse(
+            previous_version=update.previous_version, current_version=update.current_version
+        )
+
     async def ListModelVersions(
         self, request: predictions_pb2.ListModelVersionsRequest, context: _Context
     ) -> predictions_pb2.ListModelVersionsResponse:

@@ -244,6 +244,12 @@ def test_secrets_are_files_and_not_in_the_environment(stack: ComposeStack) -> No
     )
 
 
+def test_the_retraining_runner_holds_its_own_password_and_no_other_secret(stack: ComposeStack) -> None:
+    assert stack.exec_output("retrain-runner", "ls", "/run/secrets").split() == ["retrainer_password"]
+    assert stack.exec_output("backend", "ls", "/run/service-secrets").split() == ["retrainer_password"]
+    assert "FIRST_ADMIN_PASSWORD" not in stack.exec_output("retrain-runner", "env")
+
+
 @pytest.mark.parametrize(("service", "reachable"), [("frontend", False), ("backend", False), ("model", True)])
 def test_only_the_model_service_can_call_mlflow(stack: ComposeStack, service: str, reachable: bool) -> None:
     # A real API call by service name: it also proves --allowed-hosts accepts the Host "mlflow:5000".

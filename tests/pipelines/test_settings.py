@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from backend.auth.secret_files import SERVICE_SECRETS, ensure_secret_files
 from pipelines.settings import Settings
 
 
@@ -47,3 +49,13 @@ def test_an_unknown_gate_metric_is_refused() -> None:
 def test_retries_back_off_exponentially() -> None:
     assert settings(retries=3, retry_delay_s=2).retry_delays() == [2, 4, 8]
     assert settings(retries=0).retry_delays() == []
+
+
+def test_the_runner_signs_in_as_the_service_account_in_its_own_secret_volume(tmp_path: Path) -> None:
+    """What compose mounts at the runner's /run/secrets: the retrainer's password, read as is."""
+    ensure_secret_files(tmp_path, SERVICE_SECRETS)
+
+    read = Settings(_env_file=None, _secrets_dir=tmp_path)  # type: ignore[call-arg]
+
+    password = (tmp_path / "retrainer_password").read_text()
+    assert (read.backend_username, read.backend_password.get_secret_value()) == ("retrainer", password)

@@ -46,6 +46,7 @@ async def test_an_admin_creates_lists_and_re_roles_users(backend: RunningBackend
     assert [(u.username, u.role) for u in listed.users] == [
         ("admin", auth_pb2.ROLE_ADMIN),
         ("alice", auth_pb2.ROLE_EDITOR),
+        ("retrainer", auth_pb2.ROLE_RETRAINER),  # the runner's service account, made at start-up
     ]
     assert all(u.created_at.seconds > 0 for u in listed.users)
     # The new role comes with the next login.
@@ -73,7 +74,7 @@ async def test_an_admin_creates_lists_and_re_roles_users(backend: RunningBackend
         (
             auth_pb2.CreateUserRequest(username="bob", password="long-enough-pass"),
             grpc.StatusCode.INVALID_ARGUMENT,
-            "role must be ROLE_VIEWER, ROLE_EDITOR or ROLE_ADMIN",
+            "role must be ROLE_VIEWER, ROLE_EDITOR, ROLE_ADMIN or ROLE_RETRAINER",
         ),
         (
             auth_pb2.CreateUserRequest(username="bob smith", password="long-enough-pass", role=EDITOR),
@@ -98,7 +99,7 @@ async def test_an_admin_creates_lists_and_re_roles_users(backend: RunningBackend
         (
             auth_pb2.SetUserRoleRequest(username="admin", role=7),  # type: ignore[arg-type]
             grpc.StatusCode.INVALID_ARGUMENT,
-            "role must be ROLE_VIEWER, ROLE_EDITOR or ROLE_ADMIN",
+            "role must be ROLE_VIEWER, ROLE_EDITOR, ROLE_ADMIN or ROLE_RETRAINER",
         ),
     ],
 )
@@ -126,12 +127,14 @@ async def test_the_first_admin_is_created_once_and_never_overwritten(
         answer = await stub.Login(auth_pb2.LoginRequest(username="admin", password=TEST_ADMIN[1]), timeout=10)
         assert answer.user.role == auth_pb2.ROLE_ADMIN
         users = await backend.accounts.list_users()
-    assert [u.username for u in users] == ["admin"]
+    assert [u.username for u in users] == ["admin", "retrainer"]
 
 
 async def test_no_first_admin_without_a_password(mongodb_uri: str, mongodb_database: str) -> None:
     settings = backend_settings(mongodb_uri=mongodb_uri, mongodb_database=mongodb_database)
-    settings = settings.model_copy(update={"first_admin_password": SecretStr("")})
+    settings = settings.model_copy(
+        update={"first_admin_password": SecretStr(""), "retrainer_password": SecretStr("")}
+    )
     async with running_backend(settings) as backend:
         assert await backend.accounts.list_users() == []
 
@@ -171,7 +174,11 @@ async def test_the_cli_creates_users_changes_roles_and_lists(
     assert await run("set-role", "carol", "editor") == (0, "carol is now editor\n")
     code, out = await run("list")
     assert code == 0
-    assert [line.split()[:2] for line in out.splitlines()] == [["admin", "admin"], ["carol", "editor"]]
+    assert [line.split()[:2] for line in out.splitlines()] == [
+        ["admin", "admin"],
+        ["carol", "editor"],
+        ["retrainer", "retrainer"],
+    ]
     code, out = await run("create-user", "dave", "--role", "viewer", "--password-stdin", stdin="short\n")
     assert (code, out) == (1, "backend.auth: password must be at least 12 characters long\n")
     # The user made by the CLI signs in over gRPC.

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66ruitstack/v1/auth.proto\x12\rfruitstack.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"k\n\x04User\x12\x10\n\x08username\x18\x01 \x01(\t\x12!\n\x04role\x18\x02 \x01(\x0e\x32\x13.fruitstack.v1.Role\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"x\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x04user\x18\x03 \x01(\x0b\x32\x13.fruitstack.v1.User\"Z\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12!\n\x04role\x18\x03 \x01(\x0e\x32\x13.fruitstack.v1.Role\"7\n\x12\x43reateUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.fruitstack.v1.User\"I\n\x12SetUserRoleRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12!\n\x04role\x18\x02 \x01(\x0e\x32\x13.fruitstack.v1.Role\"8\n\x13SetUserRoleResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.fruitstack.v1.User\"\x12\n\x10ListUsersRequest\"7\n\x11ListUsersResponse\x12\"\n\x05users\x18\x01 \x03(\x0b\x32\x13.fruitstack.v1.User*N\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x0f\n\x0bROLE_EDITOR\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03\x32\xca\x02\n\x0b\x41uthService\x12\x42\n\x05Login\x12\x1b.fruitstack.v1.LoginRequest\x1a\x1c.fruitstack.v1.LoginResponse\x12Q\n\nCreateUser\x12 .fruitstack.v1.CreateUserRequest\x1a!.fruitstack.v1.CreateUserResponse\x12T\n\x0bSetUserRole\x12!.fruitstack.v1.SetUserRoleRequest\x1a\".fruitstack.v1.SetUserRoleResponse\x12N\n\tListUsers\x12\x1f.fruitstack.v1.ListUsersRequest\x1a .fruitstack.v1.ListUsersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66ruitstack/v1/auth.proto\x12\rfruitstack.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"k\n\x04User\x12\x10\n\x08username\x18\x01 \x01(\t\x12!\n\x04role\x18\x02 \x01(\x0e\x32\x13.fruitstack.v1.Role\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"x\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x04user\x18\x03 \x01(\x0b\x32\x13.fruitstack.v1.User\"Z\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12!\n\x04role\x18\x03 \x01(\x0e\x32\x13.fruitstack.v1.Role\"7\n\x12\x43reateUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.fruitstack.v1.User\"I\n\x12SetUserRoleRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12!\n\x04role\x18\x02 \x01(\x0e\x32\x13.fruitstack.v1.Role\"8\n\x13SetUserRoleResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.fruitstack.v1.User\"\x12\n\x10ListUsersRequest\"7\n\x11ListUsersResponse\x12\"\n\x05users\x18\x01 \x03(\x0b\x32\x13.fruitstack.v1.User*b\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x0f\n\x0bROLE_EDITOR\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03\x12\x12\n\x0eROLE_RETRAINER\x10\x04\x32\xca\x02\n\x0b\x41uthService\x12\x42\n\x05Login\x12\x1b.fruitstack.v1.LoginRequest\x1a\x1c.fruitstack.v1.LoginResponse\x12Q\n\nCreateUser\x12 .fruitstack.v1.CreateUserRequest\x1a!.fruitstack.v1.CreateUserResponse\x12T\n\x0bSetUserRole\x12!.fruitstack.v1.SetUserRoleRequest\x1a\".fruitstack.v1.SetUserRoleResponse\x12N\n\tListUsers\x12\x1f.fruitstack.v1.ListUsersRequest\x1a .fruitstack.v1.ListUsersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fruitstack.v1.auth_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ROLE']._serialized_start=718
-  _globals['_ROLE']._serialized_end=796
+  _globals['_ROLE']._serialized_end=816
   _globals['_USER']._serialized_start=76
   _globals['_USER']._serialized_end=183
   _globals['_LOGINREQUEST']._serialized_start=185
@@ -52,6 +52,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTUSERSREQUEST']._serialized_end=659
   _globals['_LISTUSERSRESPONSE']._serialized_start=661
   _globals['_LISTUSERSRESPONSE']._serialized_end=716
-  _globals['_AUTHSERVICE']._serialized_start=799
-  _globals['_AUTHSERVICE']._serialized_end=1129
+  _globals['_AUTHSERVICE']._serialized_start=819
+  _globals['_AUTHSERVICE']._serialized_end=1149
 # @@protoc_insertion_point(module_scope)

@@ -33,9 +33,16 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     """Also adds and deletes fruits."""
     ROLE_ADMIN: _Role.ValueType  # 3
     """Also updates the model and manages users."""
+    ROLE_RETRAINER: _Role.ValueType  # 4
+    """A service account, outside the ladder above: the retraining runner. It may
+    only ask for the champion to be served (PredictionService/ServeChampion);
+    it cannot read fruits, predict, label, roll back or manage users.
+    """
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper):
-    """What a user may do; each role includes the ones before it."""
+    """What a user may do; each human role (viewer, editor, admin) includes the
+    ones before it.
+    """
 
 ROLE_UNSPECIFIED: Role.ValueType  # 0
 ROLE_VIEWER: Role.ValueType  # 1
@@ -44,6 +51,11 @@ ROLE_EDITOR: Role.ValueType  # 2
 """Also adds and deletes fruits."""
 ROLE_ADMIN: Role.ValueType  # 3
 """Also updates the model and manages users."""
+ROLE_RETRAINER: Role.ValueType  # 4
+"""A service account, outside the ladder above: the retraining runner. It may
+only ask for the champion to be served (PredictionService/ServeChampion);
+it cannot read fruits, predict, label, roll back or manage users.
+"""
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
 @_typing.final

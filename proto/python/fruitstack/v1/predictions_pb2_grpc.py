@@ -56,6 +56,11 @@ class PredictionServiceStub:
                 request_serializer=fruitstack_dot_v1_dot_predictions__pb2.UpdateModelRequest.SerializeToString,
                 response_deserializer=fruitstack_dot_v1_dot_predictions__pb2.UpdateModelResponse.FromString,
                 _registered_method=True)
+        self.ServeChampion = channel.unary_unary(
+                '/fruitstack.v1.PredictionService/ServeChampion',
+                request_serializer=fruitstack_dot_v1_dot_predictions__pb2.ServeChampionRequest.SerializeToString,
+                response_deserializer=fruitstack_dot_v1_dot_predictions__pb2.ServeChampionResponse.FromString,
+                _registered_method=True)
         self.ListModelVersions = channel.unary_unary(
                 '/fruitstack.v1.PredictionService/ListModelVersions',
                 request_serializer=fruitstack_dot_v1_dot_predictions__pb2.ListModelVersionsRequest.SerializeToString,
@@ -103,6 +108,16 @@ class PredictionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ServeChampion(self, request, context):
+        """ServeChampion switches the model service to the registry's champion, and
+        can do nothing else: the one call the retraining runner's service account
+        (role ROLE_RETRAINER) may make after its promotion gate chose a champion.
+        Admins may call it too; UpdateModel without a version does the same.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListModelVersions(self, request, context):
         """ListModelVersions lists every registered version of the model, newest
         first, with its run, metrics, aliases and the promotion gate's decision.
@@ -133,6 +148,11 @@ def add_PredictionServiceServicer_to_server(servicer, server):
                     servicer.UpdateModel,
                     request_deserializer=fruitstack_dot_v1_dot_predictions__pb2.UpdateModelRequest.FromString,
                     response_serializer=fruitstack_dot_v1_dot_predictions__pb2.UpdateModelResponse.SerializeToString,
+            ),
+            'ServeChampion': grpc.unary_unary_rpc_method_handler(
+                    servicer.ServeChampion,
+                    request_deserializer=fruitstack_dot_v1_dot_predictions__pb2.ServeChampionRequest.FromString,
+                    response_serializer=fruitstack_dot_v1_dot_predictions__pb2.ServeChampionResponse.SerializeToString,
             ),
             'ListModelVersions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModelVersions,
@@ -250,6 +270,33 @@ class PredictionService:
             '/fruitstack.v1.PredictionService/UpdateModel',
             fruitstack_dot_v1_dot_predictions__pb2.UpdateModelRequest.SerializeToString,
             fruitstack_dot_v1_dot_predictions__pb2.UpdateModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ServeChampion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fruitstack.v1.PredictionService/ServeChampion',
+            fruitstack_dot_v1_dot_predictions__pb2.ServeChampionRequest.SerializeToString,
+            fruitstack_dot_v1_dot_predictions__pb2.ServeChampionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,12 @@ class PredictionServiceStub:
     default the registry's champion; with a version, that version becomes the
     champion (a rollback, recorded as a manual decision) and is served.
     """
+    ServeChampion: _grpc.UnaryUnaryMultiCallable[_predictions_pb2.ServeChampionRequest, _predictions_pb2.ServeChampionResponse]
+    """ServeChampion switches the model service to the registry's champion, and
+    can do nothing else: the one call the retraining runner's service account
+    (role ROLE_RETRAINER) may make after its promotion gate chose a champion.
+    Admins may call it too; UpdateModel without a version does the same.
+    """
     ListModelVersions: _grpc.UnaryUnaryMultiCallable[_predictions_pb2.ListModelVersionsRequest, _predictions_pb2.ListModelVersionsResponse]
     """ListModelVersions lists every registered version of the model, newest
     first, with its run, metrics, aliases and the promotion gate's decision.
@@ -82,6 +88,12 @@ class PredictionServiceAsyncStub(PredictionServiceStub):
     """UpdateModel switches the model service to a registered version: by
     default the registry's champion; with a version, that version becomes the
     champion (a rollback, recorded as a manual decision) and is served.
+    """
+    ServeChampion: _aio.UnaryUnaryMultiCallable[_predictions_pb2.ServeChampionRequest, _predictions_pb2.ServeChampionResponse]  # type: ignore[assignment]
+    """ServeChampion switches the model service to the registry's champion, and
+    can do nothing else: the one call the retraining runner's service account
+    (role ROLE_RETRAINER) may make after its promotion gate chose a champion.
+    Admins may call it too; UpdateModel without a version does the same.
     """
     ListModelVersions: _aio.UnaryUnaryMultiCallable[_predictions_pb2.ListModelVersionsRequest, _predictions_pb2.ListModelVersionsResponse]  # type: ignore[assignment]
     """ListModelVersions lists every registered version of the model, newest
@@ -133,6 +145,18 @@ class PredictionServiceServicer(metaclass=_abc_1.ABCMeta):
         """UpdateModel switches the model service to a registered version: by
         default the registry's champion; with a version, that version becomes the
         champion (a rollback, recorded as a manual decision) and is served.
+        """
+
+    @_abc_1.abstractmethod
+    def ServeChampion(
+        self,
+        request: _predictions_pb2.ServeChampionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_predictions_pb2.ServeChampionResponse, _abc.Awaitable[_predictions_pb2.ServeChampionResponse]]:
+        """ServeChampion switches the model service to the registry's champion, and
+        can do nothing else: the one call the retraining runner's service account
+        (role ROLE_RETRAINER) may make after its promotion gate chose a champion.
+        Admins may call it too; UpdateModel without a version does the same.
         """
 
     @_abc_1.abstractmethod
