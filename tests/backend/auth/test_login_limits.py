@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 import psutil
 import pytest
+from argon2 import PasswordHasher
 from fruitstack.v1 import auth_pb2, auth_pb2_grpc
 from grpc import aio
 from pymongo import AsyncMongoClient
@@ -127,7 +128,8 @@ def accounts_with(
     accounts = Accounts(
         UserRepository(mongo, database=database, timeout_s=5),
         tokens=signing_tokens(),
-        passwords=Passwords(concurrency=2, queue=64),
+        # Cheap argon2 parameters: these tests are about counting, and make dozens of checks.
+        passwords=Passwords(concurrency=2, queue=64, hasher=PasswordHasher(time_cost=1, memory_cost=1024)),
         limits=limits,
     )
     return accounts, limits
