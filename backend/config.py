@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic import Field, FilePath, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Well-known values (they are in this repository), so anyone could forge tokens or sign in with
@@ -156,14 +156,55 @@ class Settings(BaseSettings):
         description="Its password (at least 12 characters; compose generates one in the runner's own"
         " secret volume); empty: no service account, and the runner cannot switch the served model.",
     )
-    login_max_attempts: int = Field(
-        default=5, ge=1, description="Failed logins allowed per username within LOGIN_WINDOW_S."
+    login_free_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Sign-in attempts one (username, client address) pair may make at once in a"
+        " LOGIN_WINDOW_S window; each further one waits (LOGIN_DELAY_S, doubling). Never a lock-out:"
+        " other addresses are not affected.",
+    )
+    login_delay_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="The wait before a pair's first attempt beyond LOGIN_FREE_ATTEMPTS; it doubles"
+        " with each further attempt, up to LOGIN_DELAY_MAX_S.",
+    )
+    login_delay_max_s: float = Field(
+        default=120.0, gt=0, description="The longest a (username, address) pair is made to wait."
     )
     login_window_s: float = Field(
-        default=300.0,
+        default=900.0,
         gt=0,
-        description="Seconds from a username's first failed login during which its failures count;"
-        " once LOGIN_MAX_ATTEMPTS are used up, its logins are refused until the window ends.",
+        description="Sign-in attempts are counted in fixed windows of this many seconds; a new window"
+        " starts every count over, and the records of a window expire with it (a TTL index).",
+    )
+    login_address_max_attempts: int = Field(
+        default=100,
+        ge=1,
+        description="Failed sign-ins allowed from one client address per window, across usernames;"
+        " beyond, that address gets RESOURCE_EXHAUSTED until the window ends.",
+    )
+    login_ipv6_prefix: int = Field(
+        default=64,
+        ge=16,
+        le=128,
+        description="IPv6 clients are counted per network of this prefix length (one subscriber"
+        " usually holds a whole /64).",
+    )
+    login_trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description='Proxies (JSON list of networks, e.g. ["10.0.0.0/8"]) whose X-Forwarded-For'
+        " header names the client; from any other peer the header is ignored.",
+    )
+    login_hash_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="Password hashes (argon2id: 64 MiB and about 0.2 s of CPU each) that run at once.",
+    )
+    login_hash_queue: int = Field(
+        default=32,
+        ge=0,
+        description="Sign-ins that may wait for a hash; beyond, a sign-in gets RESOURCE_EXHAUSTED at once.",
     )
     tls_cert_file: FilePath | None = Field(
         default=None, description="PEM certificate (chain) of the server; with TLS_KEY_FILE, serve TLS."

@@ -7,7 +7,8 @@
     ├── Unauthenticated     no access token, or one that is invalid or expired; or a wrong password
     ├── PermissionDenied    the caller is known but its role does not allow the method (or the
     │                       method has no row in the policy table: refused until it has one)
-    ├── ResourceExhausted   too many attempts (failed sign-ins for one user); retry later
+    ├── ResourceExhausted   too many attempts (failed sign-ins from one address), or too many sign-ins
+    │                       waiting for a password check; retry later
     ├── FailedPrecondition  the system is not in a state to answer and retrying will not change that
     │                       (the model service has no model, or refused a corrupt artifact)
     ├── Unavailable         a dependency (MongoDB, the model service) cannot be reached; retry later

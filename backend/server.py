@@ -36,8 +36,9 @@ from grpc_health.v1._async import HealthServicer  # the asyncio servicer (health
 from grpc_reflection.v1alpha import reflection
 from pymongo import AsyncMongoClient
 
-from backend.auth.accounts import Accounts, LoginLimit
+from backend.auth.accounts import Accounts
 from backend.auth.interceptor import AuthInterceptor
+from backend.auth.login_limits import LoginLimits, LoginPolicy
 from backend.auth.passwords import Passwords
 from backend.auth.policy import POLICY
 from backend.auth.repository import UserRepository
@@ -156,6 +157,25 @@ async def open_mongo(settings: Settings) -> AsyncIterator[AsyncMongoClient[Docum
         await mongo.close()
 
 
+def login_limits(mongo: AsyncMongoClient[Document], settings: Settings) -> LoginLimits:
+    """The counters of failed sign-ins (also what the CLI's `unlock` clears)."""
+    policy = LoginPolicy(
+        free_attempts=settings.login_free_attempts,
+        delay_s=settings.login_delay_s,
+        delay_max_s=settings.login_delay_max_s,
+        window_s=settings.login_window_s,
+        address_max_attempts=settings.login_address_max_attempts,
+        ipv6_prefix=settings.login_ipv6_prefix,
+        trusted_proxies=tuple(settings.login_trusted_proxies),
+    )
+    return LoginLimits(
+        mongo,
+        database=settings.mongodb_database,
+        timeout_s=settings.mongodb_timeout_ms / 1000,
+        policy=policy,
+    )
+
+
 def open_accounts(mongo: AsyncMongoClient[Document], settings: Settings, tokens: TokenCodec) -> Accounts:
     """Users and logins on the shared client (also what the user-admin CLI works with)."""
     users = UserRepository(
@@ -166,8 +186,8 @@ def open_accounts(mongo: AsyncMongoClient[Document], settings: Settings, tokens:
     return Accounts(
         users,
         tokens=tokens,
-        passwords=Passwords(),
-        limit=LoginLimit(max_attempts=settings.login_max_attempts, window_s=settings.login_window_s),
+        passwords=Passwords(concurrency=settings.login_hash_concurrency, queue=settings.login_hash_queue),
+        limits=login_limits(mongo, settings),
         first_admin=(settings.first_admin_username, password) if password else None,
         retrainer=(settings.retrainer_username, retrainer) if retrainer else None,
     )

@@ -1,4 +1,4 @@
-"""`python -m backend.auth`: create users, change roles and list users, straight in MongoDB.
+"""`python -m backend.auth`: create users, change roles, list users, unlock sign-ins, in MongoDB.
 
 It reads the backend's settings (MONGODB_URI, MONGODB_DATABASE, ...) and goes through the same
 Accounts as AuthService, so the same rules hold (password length, the last admin stays an admin).
@@ -9,6 +9,7 @@ AuthService/CreateUser and SetUserRole instead.
     printf '%s' "$PASSWORD" | python -m backend.auth create-user bob --role viewer --password-stdin
     python -m backend.auth set-role alice admin
     python -m backend.auth list
+    python -m backend.auth unlock admin     # forget admin's failed sign-ins, from every address
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import sys
 from pydantic import ValidationError
 
 from backend.auth.roles import Role
+from backend.auth.validation import normalize_username
 from backend.config import Settings
 from backend.exceptions import FruitstackError
-from backend.server import access_tokens, open_accounts, open_mongo
+from backend.server import access_tokens, login_limits, open_accounts, open_mongo
 
 ROLES = [r.label for r in Role]
 
@@ -41,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     role.add_argument("username")
     role.add_argument("role", choices=ROLES)
     commands.add_parser("list", help="list users and their roles")
+    unlock = commands.add_parser(
+        "unlock", help="forget a username's failed sign-ins from every address (ends its delays)"
+    )
+    unlock.add_argument("username")
     return parser
 
 
@@ -62,6 +68,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> str:
                 username=args.username, password=password, role=Role.parse(args.role)
             )
             return f"created {user.username} ({user.role.label})"
+        if args.command == "unlock":
+            name = normalize_username(args.username)
+            cleared = await login_limits(mongo, settings).unlock(username=name)
+            return f"cleared {cleared} failed sign-in record(s) of {name}"
         if args.command == "set-role":
             user = await accounts.set_role(username=args.username, role=Role.parse(args.role))
             return f"{user.username} is now {user.role.label}"

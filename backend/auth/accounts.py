@@ -1,4 +1,4 @@
-"""Accounts: login (with the failed-login limit), user administration and the first admin.
+"""Accounts: login (failed sign-ins limited by backend.auth.login_limits), user admin, the first admin.
 
 The servicer and the CLI (`python -m backend.auth`) both go through this class, so a rule (the
 password length, "the last admin stays an admin") holds whichever way a user is changed.
@@ -7,11 +7,8 @@ password length, "the last admin stays an admin") holds whichever way a user is 
 from __future__ import annotations
 
 import logging
-import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
+from backend.auth.login_limits import LOCAL_CLIENT, LoginLimits
 from backend.auth.passwords import Passwords
 from backend.auth.repository import User, UserRepository
 from backend.auth.roles import Role
@@ -22,23 +19,10 @@ from backend.exceptions import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    ResourceExhausted,
     Unauthenticated,
 )
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class LoginLimit:
-    """At most `max_attempts` failed logins per username within `window_s` seconds.
-
-    The window starts at the first failure; once it is used up, every login for that username,
-    right password or not, is refused (RESOURCE_EXHAUSTED) until the window ends. A success resets it.
-    """
-
-    max_attempts: int
-    window_s: float
 
 
 class Accounts:
@@ -48,10 +32,9 @@ class Accounts:
         *,
         tokens: TokenCodec,
         passwords: Passwords,
-        limit: LoginLimit,
+        limits: LoginLimits,
         first_admin: tuple[str, str] | None = None,
         retrainer: tuple[str, str] | None = None,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self._users = users
         # (username, password) of the admin to create once MongoDB answers, or None.
@@ -60,28 +43,32 @@ class Accounts:
         self._retrainer = retrainer
         self._tokens = tokens
         self._passwords = passwords
-        self._limit = limit
-        self._clock = clock
+        self._limits = limits
 
-    async def login(self, *, username: str, password: str, time_left: float | None = None) -> IssuedToken:
+    async def login(
+        self,
+        *,
+        username: str,
+        password: str,
+        peer: str = LOCAL_CLIENT,
+        forwarded_for: str | None = None,
+        time_left: float | None = None,
+    ) -> IssuedToken:
+        """Sign in; `peer` (gRPC's context.peer()) and `forwarded_for` say where the caller is."""
         name = normalize_username(username)
         if len(password) > PASSWORD_MAX:
             raise InvalidArgument(f"password must be at most {PASSWORD_MAX} characters long")
-        now = self._clock()
-        attempts, since = await self._users.count_login_attempt(
-            username=name, now=now, window_s=self._limit.window_s, time_left=time_left
-        )
-        if attempts > self._limit.max_attempts:
-            wait_s = max(1, math.ceil(since + self._limit.window_s - now))
-            logger.warning("login for %r refused: %d attempts in the current window", name, attempts - 1)
-            raise ResourceExhausted(f"too many failed sign-ins for {name!r}; try again in {wait_s} s")
-        stored = await self._users.get(username=name, time_left=time_left)
-        if not await self._passwords.verify(stored.password_hash if stored else None, password):
-            logger.info("failed login for %r (%d of %d)", name, attempts, self._limit.max_attempts)
-            # The same answer for an unknown user and a wrong password: it tells nobody which names exist.
-            raise Unauthenticated("wrong username or password")
+        client = self._limits.client(peer, forwarded_for)
+        # Admitted to the bounded hash queue first, so a flood is refused before it writes anything.
+        with self._passwords.admit():
+            attempt = await self._limits.count(username=name, client=client, time_left=time_left)
+            stored = await self._users.get(username=name, time_left=time_left)
+            if not await self._passwords.verify(stored.password_hash if stored else None, password):
+                logger.info("failed login for %r from %s", name, client)
+                # The same answer for an unknown user and a wrong password: it tells nobody which names exist.
+                raise Unauthenticated("wrong username or password")
         assert stored is not None
-        await self._users.clear_login_attempts(username=name, time_left=time_left)
+        await self._limits.succeeded(attempt, time_left=time_left)
         return self._tokens.issue(username=name, role=stored.user.role)
 
     async def create_user(
@@ -123,6 +110,7 @@ class Accounts:
         NOT_SERVING) while MongoDB is down, and creates the first admin when it comes back.
         """
         await self._users.ping(time_left=time_left)
+        await self._limits.prepare(time_left=time_left)
         if self._first_admin is not None:
             username, password = self._first_admin
             if await self.ensure_admin(username=username, password=password):

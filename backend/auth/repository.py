@@ -1,4 +1,4 @@
-"""Users and failed-login counters in MongoDB (`users`, `login_attempts`), on the shared client.
+"""Users in MongoDB (`users`), on the shared client (failed sign-ins: backend.auth.login_limits).
 
 Operations are bounded like the fruit store's (backend.fruits.repository's timeouts), and pymongo
 errors leave as Unavailable / DeadlineExceeded through the same translation.
@@ -22,7 +22,6 @@ from backend.mongo import Document, MongoOperations
 logger = logging.getLogger(__name__)
 
 USERS = "users"
-LOGIN_ATTEMPTS = "login_attempts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +42,12 @@ def _to_user(doc: Document) -> User:
 
 
 class UserRepository:
-    """Typed, keyword-only access to users (keyed by their normalised username) and login counters."""
+    """Typed, keyword-only access to users (keyed by their normalised username)."""
 
     def __init__(self, client: AsyncMongoClient[Document], *, database: str, timeout_s: float) -> None:
         # Shared with the other repositories and closed by its owner (backend.server.open_mongo).
         self._client = client
         self._users: AsyncCollection[Document] = client[database][USERS]
-        self._attempts: AsyncCollection[Document] = client[database][LOGIN_ATTEMPTS]
         self._mongo = MongoOperations(client, store="user store", timeout_s=timeout_s)
 
     async def ping(self, *, time_left: float | None = None) -> None:
@@ -106,28 +104,3 @@ class UserRepository:
         async with self._mongo.bounded("list users", time_left):
             docs = await self._users.find({}).sort("_id", pymongo.ASCENDING).to_list()
         return [_to_user(doc) for doc in docs]
-
-    async def count_login_attempt(
-        self, *, username: str, now: float, window_s: float, time_left: float | None = None
-    ) -> tuple[int, float]:
-        """Count one more login attempt in username's current window: (attempts, window start).
-
-        Counted before the password is checked, atomically, so parallel guesses cannot all slip
-        through before the first failure is recorded. A window older than window_s starts over.
-        """
-        async with self._mongo.bounded("count the login attempt", time_left):
-            doc = await self._attempts.find_one_and_update(
-                {"_id": username, "since": {"$gt": now - window_s}},
-                {"$inc": {"attempts": 1}},
-                return_document=ReturnDocument.AFTER,
-            )
-            if doc is None:
-                await self._attempts.replace_one(
-                    {"_id": username}, {"_id": username, "attempts": 1, "since": now}, upsert=True
-                )
-                return 1, now
-        return int(doc["attempts"]), float(doc["since"])
-
-    async def clear_login_attempts(self, *, username: str, time_left: float | None = None) -> None:
-        async with self._mongo.bounded("reset the login attempts", time_left):
-            await self._attempts.delete_one({"_id": username})

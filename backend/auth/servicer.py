@@ -37,8 +37,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return self._tokens.verify(token).username if token else "?"
 
     async def Login(self, request: auth_pb2.LoginRequest, context: Context) -> auth_pb2.LoginResponse:
+        # Several X-Forwarded-For headers count as one list (RFC 9110 section 5.3).
+        forwarded = [str(v) for k, v in context.invocation_metadata() or () if k == "x-forwarded-for"]
         issued = await self._accounts.login(
-            username=request.username, password=request.password, time_left=context.time_remaining()
+            username=request.username,
+            password=request.password,
+            peer=context.peer(),
+            forwarded_for=", ".join(forwarded) or None,
+            time_left=context.time_remaining(),
         )
         expires_at = Timestamp(seconds=int(issued.principal.expires_at))
         user = auth_pb2.User(username=issued.principal.username, role=issued.principal.role.to_proto())
