@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 
 import pytest
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
@@ -17,7 +16,7 @@ ALPHA = r"$\alpha$"
 
 def drawn(fig: Figure) -> Figure:
     """Draw the figure as render.plot does (to PNG), so a text that cannot be drawn raises here."""
-    FigureCanvasAgg(fig).print_png(io.BytesIO())
+    fig.savefig(io.BytesIO(), format="png")
     return fig
 
 
