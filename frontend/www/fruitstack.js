@@ -1,12 +1,22 @@
 // The app's only script, a file (not inline) so that the Content-Security-Policy can say
 // script-src 'self' (frontend/middleware.py).
 
-// Enables or disables a permission gate and shows its reason (frontend/modules/auth.py).
-Shiny.addCustomMessageHandler("fruitstack-gate", function (message) {
+// Enables or disables a permission gate and shows its reason (frontend/modules/auth.py). The app
+// is rendered by the server after sign-in, and a gate's message can arrive before its fieldset is
+// in the page: each gate's last state is kept and applied again whenever new controls are bound.
+var gates = {};
+function applyGate(message) {
   var gate = document.getElementById(message.id);
   if (gate) { gate.disabled = !message.allowed; }
   var reason = document.getElementById(message.id + "-reason");
   if (reason) { reason.textContent = message.allowed ? "" : message.reason; }
+}
+Shiny.addCustomMessageHandler("fruitstack-gate", function (message) {
+  gates[message.id] = message;
+  applyGate(message);
+});
+jQuery(document).on("shiny:bound", function () {
+  Object.keys(gates).forEach(function (id) { applyGate(gates[id]); });
 });
 
 // The session ended (signed out, or the sign-in expired): load a fresh sign-in page. replace(), so
