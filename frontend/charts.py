@@ -16,6 +16,18 @@ PALETTE = ("#0d6efd", "#fd7e14", "#198754", "#d63384", "#6f42c1", "#20c997", "#d
 MUTED = "#6c757d"
 
 
+def literal(text: str) -> str:
+    """Text from data (a fruit's name, a feature, a class) as matplotlib draws it: verbatim.
+
+    Matplotlib parses text with a pair of unescaped `$` as mathtext, so a fruit named `$\\alpha$`
+    would draw as a Greek letter and one named `$\\foo$` would make drawing the chart fail for every
+    viewer. `\\$` is a literal dollar sign to matplotlib, and with every `$` escaped no text is
+    mathtext. (`parse_math=False` does the same for a Text the code makes; escaping also covers the
+    tick labels and legend entries that matplotlib makes from the strings.)
+    """
+    return text.replace("$", r"\$")
+
+
 def _tidy(fig: Figure) -> None:
     for ax in fig.axes:
         ax.spines[["top", "right"]].set_visible(False)
@@ -32,7 +44,7 @@ def counts_figure(counts: Sequence[FruitCount], *, top: int = 12) -> Figure:
         ax.text(0.5, 0.5, "No fruits yet", ha="center", va="center", color=MUTED, transform=ax.transAxes)
         ax.set_axis_off()
         return fig
-    names = [c.name for c in reversed(shown)]
+    names = [literal(c.name) for c in reversed(shown)]
     values = [c.count for c in reversed(shown)]
     bars = ax.barh(names, values, color=PRIMARY)
     ax.bar_label(bars, padding=3, color=MUTED)
@@ -68,7 +80,7 @@ def sample_figure(
                 s=22,
                 alpha=0.6,
                 color=PALETTE[i % len(PALETTE)],
-                label=name,
+                label=literal(name),
                 edgecolors="none",
             )
     if query is not None and x in query and y in query:
@@ -82,8 +94,8 @@ def sample_figure(
             zorder=5,
             label="your input",
         )
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set_xlabel(literal(x))
+    ax.set_ylabel(literal(y))
     ax.legend(frameon=False, fontsize=8, loc="best")
     _tidy(fig)
     return fig
@@ -102,7 +114,7 @@ def versions_figure(versions: Sequence[ModelVersion], *, metric: str) -> Figure:
         return fig
     xs = [int(v.version) for v in scored]
     ys = [v.metrics[metric] for v in scored]
-    ax.plot(xs, ys, marker="o", color=PRIMARY, linewidth=1.5, label=metric)
+    ax.plot(xs, ys, marker="o", color=PRIMARY, linewidth=1.5, label=literal(metric))
     champions = [v for v in scored if v.is_champion]
     if champions:
         ax.scatter(
@@ -116,7 +128,7 @@ def versions_figure(versions: Sequence[ModelVersion], *, metric: str) -> Figure:
             label="champion",
         )
     ax.set_xlabel("version")
-    ax.set_ylabel(f"{metric} (holdout)")
+    ax.set_ylabel(literal(f"{metric} (holdout)"))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(frameon=False, fontsize=8, loc="best")
     _tidy(fig)
@@ -140,7 +152,7 @@ def distribution_figure(feature: FeatureDrift) -> Figure:
     ax.stairs(feature.reference_fractions, edges, fill=True, alpha=0.35, color=MUTED, label="training data")
     colour = "#dc3545" if feature.drift else PRIMARY
     ax.stairs(feature.window_fractions, edges, linewidth=2, color=colour, label="recent predictions")
-    ax.set_xlabel(feature.feature)
+    ax.set_xlabel(literal(feature.feature))
     ax.set_ylabel("share of rows")
     ax.legend(frameon=False, fontsize=8, loc="best")
     _tidy(fig)
@@ -171,7 +183,7 @@ def series_figure(
     ax.set_xlabel("minutes ago")
     if threshold is not None:
         ax.axhline(threshold, color="#dc3545", linestyle="--", linewidth=1)
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(literal(ylabel))
     _tidy(fig)
     return fig
 

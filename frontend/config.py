@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     bulk_chunk_rows: int = Field(
         default=20_000, ge=1, le=100_000, description="rows per PredictBatch request chunk"
     )
+    max_upload_bytes: int = Field(
+        default=16_000_000,
+        ge=1,
+        description=(
+            "largest CSV a signed-in user may upload for bulk scoring (bytes); larger uploads are"
+            " refused before they are stored or read"
+        ),
+    )
     fruits_page_size: int = Field(default=10, ge=1, le=1000, description="fruits per page of the list")
     monitoring_refresh_s: float = Field(
         default=5.0, gt=0, description="how often the Monitoring tab re-reads drift, accuracy and counts"

@@ -22,17 +22,17 @@ def expect_table_cell(
 
 
 def sign_in(page: Page, username: str, password: str, *, expect_role: str | None = None) -> None:
-    """Sign in through the app's dialog (which opens by itself on a fresh page) and wait until done."""
-    dialog = page.locator(".modal-dialog")
-    expect(dialog).to_be_visible()
+    """Sign in through the app's sign-in page (all a fresh page shows) and wait until done."""
+    form = page.locator("#auth-form")
+    expect(form).to_be_visible()
     fill_sign_in(page, username, password)
     expect(page.locator("#auth-who_text")).to_have_text(f"{username} ({expect_role or 'admin'})")
-    expect(dialog).to_have_count(0)
+    expect(form).to_have_count(0)
 
 
 def fill_sign_in(page: Page, username: str, password: str) -> None:
-    """Type into the open sign-in dialog and press its button."""
-    # The app focuses the first field once the dialog has faded in; typing earlier loses keys.
+    """Type into the sign-in form and press its button."""
+    # The app focuses the first field once the server has rendered the form; typing earlier loses keys.
     expect(page.locator("#auth-username")).to_be_focused()
     controller.InputText(page, "auth-username").set(username)
     controller.InputPassword(page, "auth-password").set(password)

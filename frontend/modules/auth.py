@@ -1,9 +1,12 @@
-"""Sign-in: a form in a modal dialog, who is signed in (navbar), and the permission gates.
+"""Sign-in: the sign-in page, who is signed in (navbar), and the permission gates.
 
-The session's token lives in its own `Credentials` (frontend.client), never in anything shared.
-When the backend refuses the token (it expired, or the backend restarted with another key), the
-dialog opens again with the reason; the panels keep showing what they showed, and their next
-refresh after signing in brings them up to date.
+Until a user signs in, the page is the sign-in form and nothing else (frontend/app.py renders the
+app only for a signed-in session). The session's token lives in its own `Credentials`
+(frontend.client), never in anything shared. Signing out, or the backend refusing the token (it
+expired, or the backend restarted with another key), ends the browser session: the server closes
+it, dropping everything it held (data, messages, uploads), and the browser loads a fresh sign-in
+page that says why. A page never outlives its sign-in, so the next person at that browser cannot
+see, nor continue, the last one's work.
 
 A *permission gate* wraps controls the backend allows only some roles (adding fruits needs an
 editor, updating the model an admin): a `<fieldset>` that the server disables, with the reason
@@ -16,32 +19,34 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 from shiny import Inputs, Outputs, Session, module, reactive, render, ui
 from shiny.module import resolve_id
 from shiny.ui import Tag, TagChild
 
 from frontend.client import Credentials, FruitstackClient, SignedIn
-from frontend.exceptions import NotSignedIn, user_message
+from frontend.exceptions import user_message
 
+# Custom messages handled by frontend/www/fruitstack.js.
 GATE_MESSAGE = "fruitstack-gate"
+LEAVE_MESSAGE = "fruitstack-leave"
 
-# Installed once per page (frontend/app.py). The gate handler enables or disables a gate and shows
-# its reason. The focus handler puts the cursor in the dialog's first field once it is shown:
-# Bootstrap focuses the dialog itself at the end of its fade-in, which would otherwise swallow
-# whatever the user (or a test) began typing meanwhile.
-PAGE_SCRIPT = f"""
-Shiny.addCustomMessageHandler({GATE_MESSAGE!r}, function (message) {{
-  var gate = document.getElementById(message.id);
-  if (gate) {{ gate.disabled = !message.allowed; }}
-  var reason = document.getElementById(message.id + "-reason");
-  if (reason) {{ reason.textContent = message.allowed ? "" : message.reason; }}
-}});
-document.addEventListener("shown.bs.modal", function (event) {{
-  var field = event.target.querySelector("input");
-  if (field) {{ field.focus(); }}
-}});
-"""
+# Why a fresh sign-in page was opened: a fixed code in its URL (`?signed_out=CODE`), never text
+# from the URL itself, so a crafted link cannot make the sign-in page say anything else.
+LEAVE_REASONS = {
+    "signed_out": "You signed out.",
+    "expired": (
+        "You were signed out: the backend no longer accepts your sign-in (it expired, or the backend"
+        " restarted). Sign in again."
+    ),
+}
+
+
+def leave_reason(url_search: str) -> str:
+    """The sentence for `?signed_out=CODE` in a page's query string, or "" for none or an unknown code."""
+    codes = parse_qs(url_search.removeprefix("?")).get("signed_out", [])
+    return LEAVE_REASONS.get(codes[0], "") if codes else ""
 
 
 def permission_gate(
@@ -90,7 +95,27 @@ class Auth:
 
 
 @module.ui
-def auth_ui() -> TagChild:
+def sign_in_ui() -> TagChild:
+    """The sign-in page: the only thing a session shows before it is signed in."""
+    return ui.div(
+        ui.card(
+            ui.card_header(ui.h1("Sign in to fruitstack", class_="h5 mb-0")),
+            ui.output_ui("reason"),
+            # Sent on blur (or Enter), not debounced: clicking "Sign in" blurs the field first,
+            # so the click can never reach the server before the value it is about.
+            ui.input_text("username", "Username", autocomplete="username", width="100%", update_on="blur"),
+            ui.input_password("password", "Password", width="100%", update_on="blur"),
+            ui.div(ui.output_text("error", inline=True), class_="text-danger small", role="alert"),
+            ui.input_task_button("sign_in", "Sign in", label_busy="Signing in…"),
+            id=resolve_id("form"),
+        ),
+        class_="sign-in-page",
+    )
+
+
+@module.ui
+def who_ui() -> TagChild:
+    """Who is signed in, and Sign out (the navbar's right end)."""
     return ui.output_ui("who", inline=True)
 
 
@@ -99,39 +124,7 @@ def auth_server(
     input: Inputs, output: Outputs, session: Session, *, client: FruitstackClient, credentials: Credentials
 ) -> Auth:
     user: reactive.Value[SignedIn | None] = reactive.value(None)
-    # Why the dialog asks again ("your sign-in expired ..."), or "" for a first sign-in.
-    prompt_reason: reactive.Value[str] = reactive.value("")
     error_text: reactive.Value[str] = reactive.value("")
-
-    def show_dialog() -> None:
-        reason = prompt_reason()
-        ui.modal_show(
-            ui.modal(
-                ui.div(
-                    f"{reason} Sign in again; the page keeps what it shows." if reason else "",
-                    class_="alert alert-warning py-2" if reason else "",
-                    id=session.ns("reason"),
-                ),
-                # Sent on blur (or Enter), not debounced: clicking "Sign in" blurs the field first,
-                # so the click can never reach the server before the value it is about.
-                ui.input_text(
-                    "username", "Username", autocomplete="username", width="100%", update_on="blur"
-                ),
-                ui.input_password("password", "Password", width="100%", update_on="blur"),
-                ui.div(ui.output_text("error", inline=True), class_="text-danger small", role="alert"),
-                title="Sign in to fruitstack",
-                footer=ui.TagList(
-                    ui.modal_button("Not now"),
-                    ui.input_task_button("sign_in", "Sign in", label_busy="Signing in…"),
-                ),
-                easy_close=False,
-            )
-        )
-
-    @reactive.effect
-    def _ask_at_start() -> None:
-        with reactive.isolate():
-            show_dialog()
 
     @ui.bind_task_button(button_id="sign_in")
     @reactive.extended_task
@@ -152,11 +145,18 @@ def auth_server(
                 signed = sign_in.value()
                 credentials.token = signed.token
                 user.set(signed)
-                prompt_reason.set("")
-                ui.modal_remove()
             elif status == "error":
                 # The backend's words: a wrong password, or after too many, when to try again.
                 error_text.set(user_message(sign_in.error()))
+
+    async def leave(code: str) -> None:
+        """End this session: forget the token, send the browser to a fresh sign-in page, close."""
+        credentials.token = None
+        user.set(None)  # the page goes back to the sign-in form at once
+        await session.send_custom_message(LEAVE_MESSAGE, {"code": code})
+        # Closing drops the session's reactive state and its uploaded files (Shiny removes its
+        # upload directory) even if the browser ignored the message.
+        await session.close()
 
     @reactive.poll(lambda: credentials.rejections, interval_secs=0.5)
     def rejections() -> int:
@@ -164,25 +164,19 @@ def auth_server(
 
     @reactive.effect
     @reactive.event(rejections, ignore_init=True)
-    def _token_refused() -> None:
-        if credentials.token is None:
-            return
-        credentials.token = None
-        user.set(None)
-        prompt_reason.set(f"You were signed out: {user_message(NotSignedIn(credentials.last_rejection))}")
-        show_dialog()
+    async def _token_refused() -> None:
+        if credentials.token is not None:
+            await leave("expired")
 
     @reactive.effect
     @reactive.event(input.sign_out)
-    def _sign_out() -> None:
-        credentials.token = None
-        user.set(None)
+    async def _sign_out() -> None:
+        await leave("signed_out")
 
-    @reactive.effect
-    @reactive.event(input.open_sign_in)
-    def _open() -> None:
-        prompt_reason.set("")
-        show_dialog()
+    @render.ui
+    def reason() -> TagChild:
+        text = leave_reason(session.clientdata.url_search())
+        return ui.div(text, class_="alert alert-info py-2", role="status") if text else None
 
     @render.text
     def error() -> str:
@@ -192,7 +186,7 @@ def auth_server(
     def who() -> TagChild:
         current = user()
         if current is None:
-            return ui.input_action_button("open_sign_in", "Sign in", class_="btn-sm btn-primary")
+            return None
         return ui.span(
             ui.span(f"{current.username} ({current.role})", id=session.ns("who_text"), class_="me-2 small"),
             ui.input_action_button("sign_out", "Sign out", class_="btn-sm btn-outline-secondary"),

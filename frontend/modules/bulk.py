@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -14,6 +15,7 @@ from shiny.ui import TagChild
 from frontend.bulk_csv import BulkResults, CsvProblem, FeatureTable, column_chunks, read_feature_csv
 from frontend.client import FruitstackClient, Health, ModelInfo
 from frontend.exceptions import user_message
+from frontend.middleware import size_text, too_large_message
 from frontend.modules.status import outage_notice
 
 # The browser table shows this many rows; the download always has all of them.
@@ -28,12 +30,13 @@ class Scored:
 
 
 @module.ui
-def bulk_ui() -> TagChild:
+def bulk_ui(*, max_upload_bytes: int) -> TagChild:
     return ui.layout_columns(
         ui.card(
             ui.card_header("Score a CSV file"),
             ui.output_ui("notice"),
             ui.input_file("upload", "CSV with one column per model feature", accept=[".csv", "text/csv"]),
+            ui.p(f"At most {size_text(max_upload_bytes)}.", class_="form-text small mt-n2"),
             ui.output_ui("check"),
             ui.input_task_button("score", "Score file", label_busy="Scoring…"),
         ),
@@ -56,6 +59,7 @@ def bulk_server(
     model: Callable[[], ModelInfo | None],
     health: Callable[[], Health | None],
     chunk_rows: int,
+    max_upload_bytes: int,
 ) -> None:
     @reactive.calc
     def upload() -> FileInfo:
@@ -70,6 +74,10 @@ def bulk_server(
         info = model()
         req(info is not None)
         assert info is not None
+        # The middleware refuses a larger upload before it is stored (frontend/middleware.py); this
+        # is the same limit checked again, on the stored file, before pandas reads it into memory.
+        if Path(file["datapath"]).stat().st_size > max_upload_bytes:
+            return CsvProblem(too_large_message(max_upload_bytes))
         try:
             return read_feature_csv(file["datapath"], info.feature_names)
         except CsvProblem as problem:

@@ -52,7 +52,7 @@ def add_fruit_elsewhere(stack: FrontendStack, name: str) -> None:
 
 
 def open_tab(page: Page, value: str) -> None:
-    controller.PageNavbar(page, "tabs").set(value)
+    controller.NavsetBar(page, "tabs").set(value)
 
 
 def shot(page: Page, screenshot_dir: Path, name: str) -> None:
