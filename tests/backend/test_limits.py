@@ -44,7 +44,7 @@ def _varint(n: int) -> bytes:
 
 def padded(message: Any, total: int) -> bytes:
     """message serialized and padded with an unknown field to exactly `total` bytes."""
-    body = message.SerializeToString()
+    body: bytes = message.SerializeToString()
     pad = total - len(body) - len(PADDING_TAG) - 1
     while len(body) + len(PADDING_TAG) + len(_varint(pad)) + pad > total:
         pad -= 1
@@ -174,7 +174,8 @@ async def test_a_call_beyond_the_cap_on_calls_in_flight_is_resource_exhausted(
     )
     async with running_backend(settings) as backend:
         # Two PredictBatch streams whose client sends nothing stay in flight until cancelled.
-        streams = [backend.predictions.PredictBatch(timeout=60) for _ in range(2)]
+        open_stream = backend.predictions.PredictBatch
+        streams = [open_stream(timeout=60) for _ in range(2)]  # type: ignore[call-arg]
         refusal = await _list_fruits_until(backend, refused=True)
         assert refusal is not None
         assert refusal.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refusal
@@ -211,7 +212,8 @@ async def test_predict_batch_past_its_row_cap_is_invalid_argument_before_scoring
 async def test_predict_batch_ends_at_the_servers_longest_run_whatever_the_clients_deadline(
     backend: RunningBackend,
 ) -> None:
-    stream = backend.predictions.PredictBatch(timeout=60)  # the client sends nothing and waits
+    # The client sends nothing and waits.
+    stream = backend.predictions.PredictBatch(timeout=60)  # type: ignore[call-arg]
     with pytest.raises(aio.AioRpcError) as caught:
         await stream.read()
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED

@@ -128,6 +128,8 @@ def test_every_process_of_the_local_stack_listens_on_loopback_only(
     # And the backend, started with exactly this environment, accepts it (it refuses LOCAL_MODE on
     # any other address).
     backend_env = specs["backend"].env
-    settings = Settings(_env_file=None, **{k.lower(): v for k, v in backend_env.items()})  # type: ignore[arg-type]
+    for name, value in backend_env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.local_mode
     assert is_loopback(settings.grpc_host)
