@@ -189,7 +189,7 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request message, in bytes, of every method not named below (Login, AddFruit, "
         "...); the biggest valid one is a CreateUser with a 64-character name and a 1024-character "
-        "password of 4-byte characters, ~5.2 KB. Larger: RESOURCE_EXHAUSTED before any handler runs.",
+        "password of 4-byte characters, 4,165 bytes. Larger: RESOURCE_EXHAUSTED before any handler runs.",
     )
     max_predict_request_bytes: int = Field(
         default=64 * 1024,

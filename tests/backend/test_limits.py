@@ -151,9 +151,21 @@ async def test_an_oversized_request_to_a_method_that_needs_a_token_is_refused_th
     assert "AddFruit accepts requests of at most" in (caught.value.details() or "")
 
 
-async def _list_fruits_until(backend: RunningBackend, *, refused: bool) -> aio.AioRpcError | None:
-    """Call ListFruits until it is refused (or answered): the streams' calls start asynchronously."""
+async def _list_fruits_until(
+    backend: RunningBackend, *, refused: bool, holders: list[Any] | None = None
+) -> aio.AioRpcError | None:
+    """Call ListFruits until it is refused (or answered).
+
+    holders: calls that should hold the slots. A holder that arrived while a ListFruits held a slot
+    was refused itself: it is replaced by a new one, so that both slots end up held by holders.
+    """
     for _ in range(200):
+        for i, holder in enumerate(holders or []):
+            if holder.reader.done():
+                failure = holder.reader.exception()
+                assert isinstance(failure, aio.AioRpcError), failure
+                assert failure.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, failure
+                holders[i] = _Holder(backend)  # type: ignore[index]
         try:
             await backend.fruits.ListFruits(fruits_pb2.ListFruitsRequest(), timeout=10)
         except aio.AioRpcError as exc:
@@ -166,6 +178,19 @@ async def _list_fruits_until(backend: RunningBackend, *, refused: bool) -> aio.A
     raise AssertionError(f"ListFruits was never {'refused' if refused else 'answered'}")
 
 
+class _Holder:
+    """A PredictBatch stream whose client sends nothing: in flight until cancelled."""
+
+    def __init__(self, backend: RunningBackend) -> None:
+        self.stream = backend.predictions.PredictBatch(timeout=60)  # type: ignore[call-arg]
+        # A read makes the client start the call (it sends nothing before).
+        self.reader = asyncio.ensure_future(self.stream.read())
+
+    async def close(self) -> None:
+        self.stream.cancel()
+        await asyncio.gather(self.reader, return_exceptions=True)
+
+
 async def test_a_call_beyond_the_cap_on_calls_in_flight_is_resource_exhausted(
     mongodb_uri: str, mongodb_database: str
 ) -> None:
@@ -173,21 +198,21 @@ async def test_a_call_beyond_the_cap_on_calls_in_flight_is_resource_exhausted(
         mongodb_uri=mongodb_uri, mongodb_database=mongodb_database, max_concurrent_calls=2
     )
     async with running_backend(settings) as backend:
-        # Two PredictBatch streams whose client sends nothing stay in flight until cancelled.
-        open_stream = backend.predictions.PredictBatch
-        streams = [open_stream(timeout=60) for _ in range(2)]  # type: ignore[call-arg]
-        refusal = await _list_fruits_until(backend, refused=True)
-        assert refusal is not None
-        assert refusal.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refusal
-        assert refusal.details() == (
-            "the server is busy: it handles at most 2 calls at once and has that many in flight; "
-            "retry shortly"
-        )
-        # Health checks are not counted (a probe must see a busy server as alive).
-        assert await backend.status("") == "SERVING"
+        holders = [_Holder(backend) for _ in range(2)]
+        try:
+            refusal = await _list_fruits_until(backend, refused=True, holders=holders)
+            assert refusal is not None
+            assert refusal.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refusal
+            assert refusal.details() == (
+                "the server is busy: it handles at most 2 calls at once and has that many in flight; "
+                "retry shortly"
+            )
+            # Health checks are not counted (a probe must see a busy server as alive).
+            assert await backend.status("") == "SERVING"
+        finally:
+            for holder in holders:
+                await holder.close()
         # The slots come back when the calls end.
-        for stream in streams:
-            stream.cancel()
         assert await _list_fruits_until(backend, refused=False) is None
 
 
