@@ -194,8 +194,8 @@ class Settings(BaseSettings):
     max_predict_request_bytes: int = Field(
         default=64 * 1024,
         ge=1024,
-        description="Largest Predict request in bytes: one row of named features (~1,000 features of "
-        "50-character names).",
+        description="Largest Predict request in bytes: one row of named features (1,000 features of "
+        "38-character names are 51,000 bytes).",
     )
     max_batch_request_bytes: int = Field(
         default=64 * 1024 * 1024,
