@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -30,6 +31,16 @@ SECRETS_DIR = Path("/run/secrets")
 SERVICE_SECRETS_DIR = Path("/run/service-secrets")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a bind address (127.0.0.1, [::1], localhost) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False  # another host name: it may resolve to any interface
+
+
 class Settings(BaseSettings):
     """Every setting of the backend; the environment variable is the upper-case field name."""
 
@@ -41,7 +52,10 @@ class Settings(BaseSettings):
         secrets_dir=[d for d in (SECRETS_DIR, SERVICE_SECRETS_DIR) if d.is_dir()] or None,
     )
 
-    grpc_host: str = Field(default="[::]", description="Address the gRPC server binds to.")
+    grpc_host: str = Field(
+        default="[::]",
+        description="Address the gRPC server binds to; with LOCAL_MODE, a loopback one (127.0.0.1).",
+    )
     grpc_port: int = Field(default=50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
     mongodb_uri: str = Field(default="mongodb://localhost:27017", description="MongoDB connection string.")
     mongodb_database: str = Field(
@@ -215,7 +229,8 @@ class Settings(BaseSettings):
         description="CA that signed the certificate: the container probe's trust root when TLS is on.",
     )
     local_mode: bool = Field(
-        default=False, description="Allow the placeholder secrets (local development only)."
+        default=False,
+        description="Allow the placeholder secrets (local development only; GRPC_HOST must be loopback).",
     )
     shutdown_grace_s: float = Field(
         default=10.0, ge=0, description="On SIGTERM, how long in-flight calls may take to finish."
@@ -223,6 +238,66 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Logging level."
     )
+
+    # ---- limits: what one caller can make the server hold or do (docs/trust-model.md) ----
+    max_request_bytes: int = Field(
+        default=8 * 1024,
+        ge=1024,
+        description="Largest request message, in bytes, of every method not named below (Login, AddFruit, "
+        "...); the biggest valid one is a CreateUser with a 64-character name and a 1024-character "
+        "password of 4-byte characters, 4,165 bytes. Larger: RESOURCE_EXHAUSTED before any handler runs.",
+    )
+    max_predict_request_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest Predict request in bytes: one row of named features (1,000 features of "
+        "38-character names are 51,000 bytes).",
+    )
+    max_batch_request_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest PredictBatch request message (one chunk of rows) in bytes: 100k rows of "
+        "a 13-feature model are ~10 MB. Also the server-wide gRPC receive limit.",
+    )
+    max_concurrent_calls: int = Field(
+        default=256,
+        ge=1,
+        description="Calls the server handles at once (health checks not counted); beyond, a call is "
+        "refused at once with RESOURCE_EXHAUSTED.",
+    )
+    predict_batch_max_rows: int = Field(
+        default=10_000_000,
+        ge=1,
+        description="Rows one PredictBatch call may carry; beyond, INVALID_ARGUMENT.",
+    )
+    predict_batch_max_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Longest a PredictBatch call may run, in seconds, whatever the client's deadline; "
+        "then DEADLINE_EXCEEDED.",
+    )
+    drift_max_window_predictions: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Largest last_predictions a GetDriftReport may ask for; beyond, INVALID_ARGUMENT.",
+    )
+    drift_max_window_s: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="Longest time_range a GetDriftReport may ask for, in seconds; beyond, INVALID_ARGUMENT.",
+    )
+
+    @model_validator(mode="after")
+    def _loopback_in_local_mode(self) -> Self:
+        # Local mode accepts the placeholder secrets and the documented admin password, which
+        # anybody can read in this repository: such a backend must not be reachable from the network.
+        if self.local_mode and not is_loopback(self.grpc_host):
+            raise ValueError(
+                f"LOCAL_MODE=true accepts the placeholder secrets, so the backend listens on loopback only;"
+                f" GRPC_HOST is {self.grpc_host!r}: set GRPC_HOST=127.0.0.1 (or ::1, localhost), or"
+                " LOCAL_MODE=false with real secrets to listen on the network"
+            )
+        return self
 
     @field_validator("page_token_secret", "auth_token_secret", mode="before")
     @classmethod

@@ -9,6 +9,8 @@
     │                       method has no row in the policy table: refused until it has one)
     ├── ResourceExhausted   too many attempts (failed sign-ins from one address), or too many sign-ins
     │                       waiting for a password check; retry later
+    │   ├── RequestTooLarge a request message over its method's size limit (refused before parsing)
+    │   └── ServerBusy      the server is handling its maximum of calls at once; retry shortly
     ├── FailedPrecondition  the system is not in a state to answer and retrying will not change that
     │                       (the model service has no model, or refused a corrupt artifact)
     ├── Unavailable         a dependency (MongoDB, the model service) cannot be reached; retry later
@@ -53,6 +55,14 @@ class PermissionDenied(FruitstackError):
 
 class ResourceExhausted(FruitstackError):
     """The caller made too many attempts; it may try again later."""
+
+
+class RequestTooLarge(ResourceExhausted):
+    """The request message is larger than its method accepts (RESOURCE_EXHAUSTED, as gRPC's own cap)."""
+
+
+class ServerBusy(ResourceExhausted):
+    """The server is handling as many calls as it allows at once."""
 
 
 class FailedPrecondition(FruitstackError):

@@ -3,6 +3,11 @@
 It also parses requests leniently: bytes that are not the method's message reach the handler as a
 marker instead of failing inside grpc (which answered UNKNOWN with a Python type name and logged a
 traceback per request), and become MalformedRequest here, logged as one warning per burst.
+
+And it enforces the CallLimits (backend.limits) before any handler runs: a request larger than its
+method's limit is seen by its length before it is parsed and refused as RequestTooLarge; a call
+beyond the cap on calls in flight is refused as ServerBusy. grpc's own receive limit stays at the
+largest method's, so the one that answers names the method's limit.
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ from backend.exceptions import (
     MalformedRequest,
     NotFound,
     PermissionDenied,
+    RequestTooLarge,
     ResourceExhausted,
+    ServerBusy,
     Unauthenticated,
     Unavailable,
 )
+from backend.limits import CallLimits
 from backend.messages import MAX_MESSAGE_CHARS, shorten
 
 logger = logging.getLogger(__name__)
@@ -56,34 +64,46 @@ def status_code_for(exc: FruitstackError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-class _Undecodable:
-    """Stands in for a request message that could not be parsed; the handler wrapper refuses it."""
+class _Refused:
+    """Stands in for a request message that was not parsed; the handler wrapper raises its error."""
 
-    __slots__ = ("reason",)
+    __slots__ = ("error",)
 
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
+    def __init__(self, error: FruitstackError) -> None:
+        self.error = error
 
 
-def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+def _parser(
+    deserializer: Callable[[bytes], Any] | None, method: str, max_bytes: int | None
+) -> Callable[[bytes], Any] | None:
     if deserializer is None:
         return None
 
     def deserialize(data: bytes) -> Any:
+        # Measured before parsing: a 10 MB Login costs its bytes on the wire, never a parse or a hash.
+        if max_bytes is not None and len(data) > max_bytes:
+            return _Refused(
+                RequestTooLarge(
+                    f"{method.lstrip('/')} accepts requests of at most {max_bytes:,} bytes; this one has "
+                    f"{len(data):,}"
+                )
+            )
         try:
             return deserializer(data)
         except DecodeError as exc:
-            return _Undecodable(str(exc))
+            return _Refused(
+                MalformedRequest(
+                    f"the request could not be parsed ({shorten(str(exc), 200)}); send the method's "
+                    "protobuf message, with UTF-8 strings"
+                )
+            )
 
     return deserialize
 
 
 def _check(request: Any) -> None:
-    if type(request) is _Undecodable:
-        raise MalformedRequest(
-            f"the request could not be parsed ({shorten(request.reason, 200)}); send the method's "
-            "protobuf message, with UTF-8 strings"
-        )
+    if type(request) is _Refused:
+        raise request.error
 
 
 async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
@@ -93,12 +113,20 @@ async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
 
 
 class ErrorMappingInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Wraps every handler so that raised exceptions end the call with the mapped status."""
+    """Wraps every handler so that raised exceptions end the call with the mapped status.
 
-    def __init__(self) -> None:
+    With limits, it also refuses oversized requests and calls beyond the cap (None: no limits).
+    """
+
+    def __init__(self, limits: CallLimits | None = None) -> None:
+        self._limits = limits
         # grpc asks for the handler on every call; wrapping it once per method keeps that cheap.
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
         self._malformed = BurstLog(logger)
+        # A client flooding the server must not flood the log either: one warning per burst.
+        self._too_large = BurstLog(logger)
+        self._busy = BurstLog(logger)
+        self._in_flight = 0  # counted calls being handled (one event loop: a plain int is enough)
 
     async def intercept_service(
         self,
@@ -116,6 +144,17 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
+    def _enter(self) -> None:
+        """Count one more call in flight, or refuse it when the cap is reached."""
+        cap = self._limits.max_concurrent_calls if self._limits is not None else None
+        assert cap is not None, "only counted methods enter"
+        if self._in_flight >= cap:
+            raise ServerBusy(
+                f"the server is busy: it handles at most {cap:,} calls at once and has that many in "
+                "flight; retry shortly"
+            )
+        self._in_flight += 1
+
     async def _abort_for(
         self, exc: BaseException, context: aio.ServicerContext[Any, Any], method: str
     ) -> None:
@@ -125,6 +164,10 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
             message = shorten(exc.message, MAX_MESSAGE_CHARS)
             if isinstance(exc, MalformedRequest):
                 self._malformed.warning(f"{method}: {message}")
+            elif isinstance(exc, RequestTooLarge):
+                self._too_large.warning(f"{method}: {message}")
+            elif isinstance(exc, ServerBusy):
+                self._busy.warning(f"{method}: {message}")
             else:
                 logger.info("%s -> %s: %s", method, code.name, message)
             await context.abort(code, message)
@@ -135,8 +178,9 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
     def _wrap_handler(
         self, handler: grpc.RpcMethodHandler[Any, Any], method: str
     ) -> grpc.RpcMethodHandler[Any, Any]:
+        max_bytes = None if self._limits is None else self._limits.request_bytes_for(method)
         kwargs = {
-            "request_deserializer": _lenient(handler.request_deserializer),
+            "request_deserializer": _parser(handler.request_deserializer, method, max_bytes),
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary is not None:
@@ -155,13 +199,21 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
     def _wrap_unary(
         self, behavior: Callable[..., Any], method: str, *, streaming_request: bool
     ) -> Callable[..., Awaitable[Any]]:
+        counted = self._limits is not None and self._limits.counts(method)
+
         async def wrapper(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             try:
                 if streaming_request:
                     request = _checked_stream(request)
                 else:
                     _check(request)
-                return await behavior(request, context)
+                if not counted:
+                    return await behavior(request, context)
+                self._enter()
+                try:
+                    return await behavior(request, context)
+                finally:
+                    self._in_flight -= 1
             except aio.AbortError:
                 raise
             except Exception as exc:
@@ -177,17 +229,26 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         if not inspect.isasyncgenfunction(behavior):
             return self._wrap_unary(behavior, method, streaming_request=streaming_request)
 
+        counted = self._limits is not None and self._limits.counts(method)
+
         async def wrapper(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            entered = False
             try:
                 if streaming_request:
                     request = _checked_stream(request)
                 else:
                     _check(request)
+                if counted:
+                    self._enter()
+                    entered = True
                 async for response in behavior(request, context):
                     yield response
             except aio.AbortError:
                 raise
             except Exception as exc:
                 await self._abort_for(exc, context, method)
+            finally:
+                if entered:
+                    self._in_flight -= 1
 
         return wrapper

@@ -59,6 +59,7 @@ from backend.health_watcher import (
     DependencyWatcher,
 )
 from backend.interceptors import ErrorMappingInterceptor
+from backend.limits import CallLimits
 from backend.mongo import Document
 from backend.monitoring.monitor import Monitor
 from backend.monitoring.prediction_log import PredictionLog
@@ -73,12 +74,9 @@ from backend.retraining.servicer import RetrainingServicer
 
 logger = logging.getLogger(__name__)
 
-# PredictBatch chunks of 100k rows are ~10 MB for a 13-feature model; gRPC's default cap is 4 MB.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-MESSAGE_SIZE_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-]
+# PredictBatch answers to chunks of 100k rows are a few MB; gRPC's default cap is 4 MB. What the
+# server receives is bounded per method (backend.limits, MAX_*_REQUEST_BYTES).
+MAX_SEND_BYTES = 64 * 1024 * 1024
 
 
 class BackendServer:
@@ -220,18 +218,30 @@ class Backend:
 def create_server(settings: Settings, services: Services) -> tuple[BackendServer, int]:
     """Build (not start) the server with every service registered; returns it and its bound port."""
     # Order matters: the error mapping is outermost, so the policy's refusals become statuses too.
+    limits = CallLimits.from_settings(settings)
     interceptors = [
-        ErrorMappingInterceptor(),
+        ErrorMappingInterceptor(limits),
         AuthInterceptor(
             policy=POLICY, tokens=services.tokens, allow_anonymous_reads=settings.allow_anonymous_reads
         ),
     ]
-    server = aio.server(interceptors=interceptors, options=MESSAGE_SIZE_OPTIONS)
+    options = [
+        # grpc's own limit is the largest method's, so that each method's smaller one answers first.
+        ("grpc.max_receive_message_length", limits.largest_request_bytes),
+        ("grpc.max_send_message_length", MAX_SEND_BYTES),
+    ]
+    server = aio.server(interceptors=interceptors, options=options)
     page_tokens = PageTokenCodec(settings.page_token_secret.get_secret_value().encode())
     fruits_pb2_grpc.add_FruitServiceServicer_to_server(FruitServicer(services.fruits, page_tokens), server)
     log = services.prediction_log if settings.prediction_log_enabled else None
     predictions_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(services.predictor, log=log), server
+        PredictionServicer(
+            services.predictor,
+            log=log,
+            max_batch_rows=settings.predict_batch_max_rows,
+            max_batch_s=settings.predict_batch_max_s,
+        ),
+        server,
     )
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
         MonitoringServicer(services.monitor, services.prediction_log), server
@@ -333,6 +343,8 @@ async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
                 alpha=settings.drift_alpha,
                 check_interval_s=settings.drift_check_interval_s,
                 report_cache_s=settings.drift_report_cache_s,
+                max_window_predictions=settings.drift_max_window_predictions,
+                max_window_s=settings.drift_max_window_s,
                 on_drift_event=retrainer.on_drift_event if settings.retrain_on_drift else None,
             )
             services = Services(

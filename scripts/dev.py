@@ -36,6 +36,10 @@ from scripts.processes import (
 DATA_DIR = ROOT / ".data"
 BIN = Path(sys.executable).parent
 
+# Every process of the local stack listens on loopback only: local mode runs with well-known
+# secrets and the documented admin password, and nothing here speaks TLS.
+LOOPBACK = "127.0.0.1"
+
 MONGODB_PORT = 27017
 GRPC_PORT = int(os.environ.get("GRPC_PORT", "50051"))
 MODEL_PORT = 3000
@@ -84,6 +88,7 @@ def process_specs() -> list[ProcessSpec]:
                     db_dir=mongo_dir,
                     log_file=mongo_dir / "nx-27017.log",
                     port=MONGODB_PORT,
+                    host=LOOPBACK,
                 ),
                 ports=[MONGODB_PORT],
                 ready=lambda: port_open(MONGODB_PORT),
@@ -102,7 +107,7 @@ def process_specs() -> list[ProcessSpec]:
         specs.append(
             ProcessSpec(
                 name="mlflow",
-                args=mlflow_server_args(str(BIN / "mlflow"), mlflow_dir, port=MLFLOW_PORT),
+                args=mlflow_server_args(str(BIN / "mlflow"), mlflow_dir, port=MLFLOW_PORT, host=LOOPBACK),
                 ports=[MLFLOW_PORT],
                 env=MLFLOW_SERVER_ENV,
                 # The first start creates the database, which takes a while.
@@ -123,7 +128,7 @@ def process_specs() -> list[ProcessSpec]:
         specs.append(
             ProcessSpec(
                 name="prefect",
-                args=prefect_server_args(str(BIN / "prefect"), port=PREFECT_PORT),
+                args=prefect_server_args(str(BIN / "prefect"), port=PREFECT_PORT, host=LOOPBACK),
                 ports=[PREFECT_PORT],
                 env=prefect_server_env(prefect_dir, ui_api_url=f"http://localhost:{PREFECT_PORT}/api"),
                 ready=lambda: prefect_api_ok(prefect_api_url),
@@ -142,7 +147,7 @@ def process_specs() -> list[ProcessSpec]:
     specs.append(
         ProcessSpec(
             name="model",
-            args=[sys.executable, "-m", "bentoml", "serve", "--port", str(MODEL_PORT)],
+            args=[sys.executable, "-m", "bentoml", "serve", "--host", LOOPBACK, "--port", str(MODEL_PORT)],
             ports=[MODEL_PORT],
             env=bento_env,
             cwd=ROOT / "bento",
@@ -169,7 +174,8 @@ def process_specs() -> list[ProcessSpec]:
             name="backend",
             args=[sys.executable, "-m", "backend"],
             ports=[GRPC_PORT],
-            env={**env, "GRPC_PORT": str(GRPC_PORT)},
+            # The backend refuses LOCAL_MODE on any other address (backend.config).
+            env={**env, "GRPC_HOST": LOOPBACK, "GRPC_PORT": str(GRPC_PORT)},
             ready=lambda: port_open(GRPC_PORT),
         )
     )
@@ -188,6 +194,8 @@ def process_specs() -> list[ProcessSpec]:
                 "BACKEND_ADDRESS": f"127.0.0.1:{GRPC_PORT}",
                 # It signs in as its service account to switch to the champion after a promotion.
                 **retrainer,
+                # Its web server is off unless PREFECT_RUNNER_SERVER_ENABLE is set; then on loopback.
+                "PREFECT_RUNNER_SERVER_HOST": LOOPBACK,
                 **{k: v for k, v in bento_env.items() if k != "MLFLOW_TRACKING_URI"},
             },
         )
@@ -199,7 +207,7 @@ def process_specs() -> list[ProcessSpec]:
             name="frontend",
             args=[sys.executable, "-m", "frontend"],
             ports=[FRONTEND_PORT],
-            env={"BACKEND_ADDRESS": f"127.0.0.1:{GRPC_PORT}", "PORT": str(FRONTEND_PORT)},
+            env={"BACKEND_ADDRESS": f"127.0.0.1:{GRPC_PORT}", "HOST": LOOPBACK, "PORT": str(FRONTEND_PORT)},
             ready=lambda: http_ok(f"http://127.0.0.1:{FRONTEND_PORT}/"),
         )
     )

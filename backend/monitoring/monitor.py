@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 # A feedback for a prediction still on its way to MongoDB waits this long for it.
 _FEEDBACK_WAIT_S = 3.0
+# Without a configured cap (DRIFT_MAX_WINDOW_PREDICTIONS in the server): a sanity bound only.
 _MAX_WINDOW_PREDICTIONS = 100_000_000
 _MAX_BINS = 1440
 
@@ -93,8 +94,14 @@ class Monitor:
         check_interval_s: float,
         on_drift_event: Callable[[DriftCheck], Awaitable[None]] | None = None,
         report_cache_s: float = 0.0,
+        max_window_predictions: int = _MAX_WINDOW_PREDICTIONS,
+        max_window_s: float | None = None,
     ) -> None:
         self._repository = repository
+        # Each report reads the window's summaries and a distinct window is a cache miss, so a
+        # caller choosing windows freely must not choose the whole retained log every time.
+        self._max_window_predictions = max_window_predictions
+        self._max_window_s = max_window_s
         self._on_drift_event = on_drift_event  # e.g. ask for a retraining run
         self._log = log
         self._predictor = predictor
@@ -143,12 +150,15 @@ class Monitor:
 
         Of the inputs served by model_version (empty: the version in service), against its training data.
         """
-        if last_predictions is not None and not 0 < last_predictions <= _MAX_WINDOW_PREDICTIONS:
+        cap = self._max_window_predictions
+        if last_predictions is not None and not 0 < last_predictions <= cap:
             raise InvalidArgument(
-                f"last_predictions must be 1 to {_MAX_WINDOW_PREDICTIONS:,}, got {last_predictions}"
+                f"last_predictions must be 1 to {cap:,} (the server's largest drift window), "
+                f"got {last_predictions}"
             )
         if since is not None and until is not None and since > until:
             raise InvalidArgument("time_range.start must not be after time_range.end")
+        self._check_span(since, until)
         info = await self._predictor.current_model(time_left=time_left)
         if model_version and model_version != info.version:
             info = await self._version_info(model_version, time_left)
@@ -158,6 +168,21 @@ class Monitor:
         else:
             window = _Window(since=since, until=until)
         return await self._report(info, reference, window)
+
+    def _check_span(self, since: datetime | None, until: datetime | None) -> None:
+        longest = self._max_window_s
+        if longest is None or (since is None and until is None):
+            return
+        if since is None:
+            raise InvalidArgument(
+                f"time_range.start is required: a drift report covers at most {longest:,.0f} s"
+            )
+        span_s = ((until or datetime.now(UTC)) - since).total_seconds()
+        if span_s > longest:
+            raise InvalidArgument(
+                f"time_range covers {span_s:,.0f} s; a drift report covers at most {longest:,.0f} s "
+                "(the server's longest drift window): ask for a shorter range"
+            )
 
     async def _compute_report(self, info: ModelInfo, reference: Summary, window: _Window) -> DriftReport:
         if window.last is not None:

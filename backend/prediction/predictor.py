@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -216,7 +216,7 @@ class Predictor:
 
     async def predict_bulk(
         self, chunks: AsyncIterable[Mapping[str, FloatArray]], *, time_left: float | None = None
-    ) -> AsyncIterator[BulkPrediction]:
+    ) -> AsyncGenerator[BulkPrediction]:
         """Score a stream of chunks in order, keeping `bulk_window` model calls in flight.
 
         Pipelining lets the backend decode chunk k+1 and encode chunk k-1 while the model service

@@ -6,6 +6,7 @@ into status codes. Each call's remaining deadline is the model call's timeout.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -15,7 +16,7 @@ from fruitstack.v1 import predictions_pb2, predictions_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
-from backend.exceptions import InvalidArgument
+from backend.exceptions import DeadlineExceeded, InvalidArgument
 from backend.messages import shorten
 from backend.monitoring.prediction_log import PredictionLog
 from backend.prediction import ModelInfo, Predictor, wire
@@ -26,9 +27,19 @@ _Context = aio.ServicerContext[Any, Any]
 
 
 class PredictionServicer(predictions_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, predictor: Predictor, *, log: PredictionLog | None) -> None:
+    def __init__(
+        self,
+        predictor: Predictor,
+        *,
+        log: PredictionLog | None,
+        max_batch_rows: int | None = None,
+        max_batch_s: float | None = None,
+    ) -> None:
         self._predictor = predictor
         self._log = log  # None: predictions are not logged (PREDICTION_LOG_ENABLED=false)
+        # Without them a PredictBatch stream runs as long as its client keeps sending rows.
+        self._max_batch_rows = max_batch_rows
+        self._max_batch_s = max_batch_s
 
     async def Predict(
         self, request: predictions_pb2.PredictRequest, context: _Context
@@ -57,9 +68,28 @@ class PredictionServicer(predictions_pb2_grpc.PredictionServiceServicer):
         request_iterator: AsyncIterator[predictions_pb2.PredictBatchRequest],
         context: _Context,
     ) -> AsyncIterator[predictions_pb2.PredictBatchResponse]:
+        time_left = context.time_remaining()
+        longest = self._max_batch_s
+        deadline = None  # the server's, when it is before the client's (grpc enforces the client's)
+        if longest is not None and (time_left is None or time_left > longest):
+            time_left = longest
+            # It bounds every wait of this generator: for the client's next chunk and for the model
+            # (whose calls get time_left too). It must not span the `yield`, where grpc is writing
+            # in this task: it would cancel grpc's write instead.
+            deadline = asyncio.get_running_loop().time() + longest
+        results = self._predictor.predict_bulk(
+            _column_chunks(request_iterator, max_rows=self._max_batch_rows), time_left=time_left
+        )
         row_offset = 0
-        chunks = _column_chunks(request_iterator)
-        async for result in self._predictor.predict_bulk(chunks, time_left=context.time_remaining()):
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    result = await anext(results)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                await results.aclose()
+                raise self._too_long() from None
             if self._log is not None:
                 self._log.summarise_bulk(
                     model_version=result.model_version,
@@ -75,6 +105,15 @@ class PredictionServicer(predictions_pb2_grpc.PredictionServiceServicer):
                 row_offset=row_offset,
             )
             row_offset += len(result.label_indices)
+            if deadline is not None and asyncio.get_running_loop().time() > deadline:
+                await results.aclose()
+                raise self._too_long()
+
+    def _too_long(self) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"PredictBatch ran for the server's maximum of {self._max_batch_s:g} s per call; send the "
+            "rows over several calls"
+        )
 
     async def GetModel(
         self, request: predictions_pb2.GetModelRequest, context: _Context
@@ -114,8 +153,9 @@ class PredictionServicer(predictions_pb2_grpc.PredictionServiceServicer):
 
 
 async def _column_chunks(
-    requests: AsyncIterator[predictions_pb2.PredictBatchRequest],
+    requests: AsyncIterator[predictions_pb2.PredictBatchRequest], *, max_rows: int | None
 ) -> AsyncIterator[dict[str, FloatArray]]:
+    rows = 0
     async for request in requests:
         chunk: dict[str, FloatArray] = {}
         for column in request.columns:
@@ -124,6 +164,13 @@ async def _column_chunks(
                     f"column {shorten(column.name)!r} appears more than once in one request"
                 )
             chunk[column.name] = wire.array(column)
+        # Counted before the chunk is scored; columns of unequal length are refused when it is.
+        rows += max((len(values) for values in chunk.values()), default=0)
+        if max_rows is not None and rows > max_rows:
+            raise InvalidArgument(
+                f"PredictBatch takes at most {max_rows:,} rows per call and this stream has sent {rows:,}; "
+                "send the rest in another call"
+            )
         yield chunk
 
 

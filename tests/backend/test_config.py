@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_defaults_in_local_mode() -> None:
-    settings = Settings(_env_file=None, local_mode=True)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, local_mode=True, grpc_host="127.0.0.1")  # type: ignore[call-arg]
     assert settings.grpc_port == 50051
     assert settings.mongodb_database == "fruitstack"
     assert settings.model_url == "http://localhost:3000"
@@ -46,7 +47,10 @@ def test_placeholder_secret_is_refused_outside_local_mode() -> None:
 
 def test_placeholder_secret_is_allowed_in_local_mode() -> None:
     settings = Settings(
-        _env_file=None, local_mode=True, page_token_secret=SecretStr(PLACEHOLDER_PAGE_TOKEN_SECRET)
+        _env_file=None,
+        local_mode=True,
+        grpc_host="127.0.0.1",
+        page_token_secret=SecretStr(PLACEHOLDER_PAGE_TOKEN_SECRET),
     )  # type: ignore[call-arg]
     assert settings.page_token_secret.get_secret_value() == PLACEHOLDER_PAGE_TOKEN_SECRET
 
@@ -71,7 +75,10 @@ def test_auth_token_secret_defaults_to_a_random_key_and_refuses_weak_ones() -> N
     with pytest.raises(ValidationError, match="AUTH_TOKEN_SECRET is the placeholder"):
         Settings(_env_file=None, auth_token_secret=SecretStr(PLACEHOLDER_AUTH_TOKEN_SECRET))  # type: ignore[call-arg]
     local = Settings(
-        _env_file=None, local_mode=True, auth_token_secret=SecretStr(PLACEHOLDER_AUTH_TOKEN_SECRET)
+        _env_file=None,
+        local_mode=True,
+        grpc_host="127.0.0.1",
+        auth_token_secret=SecretStr(PLACEHOLDER_AUTH_TOKEN_SECRET),
     )  # type: ignore[call-arg]
     assert local.auth_token_secret.get_secret_value() == PLACEHOLDER_AUTH_TOKEN_SECRET
 
@@ -84,7 +91,10 @@ def test_first_admin_password_is_optional_but_never_weak_or_the_local_default() 
         Settings(_env_file=None, first_admin_password=SecretStr(PLACEHOLDER_ADMIN_PASSWORD))  # type: ignore[call-arg]
     assert (
         Settings(  # type: ignore[call-arg]
-            _env_file=None, local_mode=True, first_admin_password=SecretStr(PLACEHOLDER_ADMIN_PASSWORD)
+            _env_file=None,
+            local_mode=True,
+            grpc_host="127.0.0.1",
+            first_admin_password=SecretStr(PLACEHOLDER_ADMIN_PASSWORD),
         ).first_admin_password.get_secret_value()
         == PLACEHOLDER_ADMIN_PASSWORD
     )
@@ -107,3 +117,19 @@ def test_tls_needs_both_certificate_and_key(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="Path does not point to a file"):
         Settings(_env_file=None, tls_cert_file=tmp_path / "missing.pem", tls_key_file=cert)  # type: ignore[call-arg]
     assert Settings(_env_file=None, tls_cert_file=cert, tls_key_file=cert).tls  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("host", ["[::]", "0.0.0.0", "192.168.1.10", "backend"])
+def test_local_mode_refuses_an_address_beyond_loopback(host: str) -> None:
+    with pytest.raises(ValidationError, match=f"GRPC_HOST is '{re.escape(host)}': set GRPC_HOST=127.0.0.1"):
+        Settings(_env_file=None, local_mode=True, grpc_host=host)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "[::1]", "::1", "localhost"])
+def test_local_mode_listens_on_loopback(host: str) -> None:
+    assert Settings(_env_file=None, local_mode=True, grpc_host=host).grpc_host == host  # type: ignore[call-arg]
+
+
+def test_outside_local_mode_the_default_address_is_every_interface() -> None:
+    # Containers: the backend must be reachable from the frontend's and the runner's containers.
+    assert Settings(_env_file=None).grpc_host == "[::]"  # type: ignore[call-arg]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,40 @@ def test_the_backend_gets_the_first_admin_from_the_environment_or_the_local_defa
         "root",
         "my-own-password",
     )
+
+
+def _bind_address(spec: ProcessSpec) -> str:
+    """Where the process listens, read from its command line or environment as the tool reads it."""
+    args = list(spec.args)
+    if "--host" in args:
+        return args[args.index("--host") + 1]
+    host_variable = {"backend": "GRPC_HOST", "frontend": "HOST"}[spec.name]
+    return spec.env[host_variable]
+
+
+def test_every_process_of_the_local_stack_listens_on_loopback_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import scripts.dev
+    from backend.config import Settings, is_loopback
+
+    # The launcher makes its data folders: here in tmp_path. No variable of the developer's leaks in.
+    monkeypatch.setattr(scripts.dev, "DATA_DIR", tmp_path)
+    for name in ("MONGODB_URI", "MLFLOW_TRACKING_URI", "PREFECT_API_URL", "GRPC_HOST", "HOST"):
+        monkeypatch.delenv(name, raising=False)
+    specs = {spec.name: spec for spec in scripts.dev.process_specs()}
+    listening = {name for name, spec in specs.items() if spec.ports}
+    # A new listening process must say here where it listens.
+    assert listening == {"mongo", "mlflow", "prefect", "model", "backend", "frontend"}
+    for name in listening:
+        assert _bind_address(specs[name]) == "127.0.0.1", name
+    # The runner serves nothing unless told to; then on loopback too.
+    assert specs["retrain"].env["PREFECT_RUNNER_SERVER_HOST"] == "127.0.0.1"
+    # And the backend, started with exactly this environment, accepts it (it refuses LOCAL_MODE on
+    # any other address).
+    backend_env = specs["backend"].env
+    for name, value in backend_env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.local_mode
+    assert is_loopback(settings.grpc_host)
