@@ -139,7 +139,7 @@ async def test_tampered_page_tokens_are_invalid_argument(backend: RunningBackend
     ).next_page_token
     payload, _, mac = token.partition(".")
     flipped = payload[:-1] + ("A" if payload[-1] != "A" else "B")
-    for bad in ["garbage", token + "x", f"{flipped}.{mac}", f"{payload}.", "x" * 10_000]:
+    for bad in ["garbage", token + "x", f"{flipped}.{mac}", f"{payload}.", "x" * 5_000]:
         await expect_status(
             backend.fruits.ListFruits(fruits_pb2.ListFruitsRequest(page_token=bad), timeout=10),
             grpc.StatusCode.INVALID_ARGUMENT,
