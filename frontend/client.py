@@ -305,8 +305,9 @@ class RetrainingStatus:
 
 @dataclass(frozen=True)
 class RetrainAsked:
-    run: RetrainingRun
-    running: RetrainingRun | None  # the run already going: `run` is then cancelled, not run twice
+    run: RetrainingRun  # the run that will serve the ask: new, or the one already waiting (merged)
+    running: RetrainingRun | None  # the run going: `run` starts after it
+    merged: bool = False  # no new run: `run` was already waiting to start
 
 
 @dataclass(frozen=True)
@@ -792,7 +793,7 @@ class FruitstackClient:
     async def retrain(self, *, reason: str = "") -> RetrainAsked:
         response = await self._call(self._retraining().Retrain, retraining_pb2.RetrainRequest(reason=reason))
         running = _retraining_run(response.running) if response.HasField("running") else None
-        return RetrainAsked(run=_retraining_run(response.run), running=running)
+        return RetrainAsked(run=_retraining_run(response.run), running=running, merged=response.merged)
 
     async def retraining_status(self, *, limit: int = 10) -> RetrainingStatus:
         response = await self._call(

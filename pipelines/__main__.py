@@ -15,9 +15,10 @@ from pipelines.flow import retrain
 from pipelines.settings import Settings
 
 # At most one run at a time, across every runner of the deployment, enforced by the Prefect server:
-# a run due (by the schedule, on demand or on drift) while one is going is cancelled there,
-# visibly, and never run later. A runner `limit=1` would instead queue it and run it afterwards.
-ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
+# a run due (by the schedule, on demand or on drift) while one is going waits there
+# (AwaitingConcurrencySlot) and runs when the slot frees, never dropped. A runner-local `limit=1`
+# would hold it only in that runner, and not across runners.
+ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
 
 
 def main() -> None:

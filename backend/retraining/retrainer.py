@@ -1,10 +1,11 @@
 """The retraining feature's logic: start runs (on demand, on drift) and assemble the status.
 
-At most one run at a time is Prefect's to enforce: the deployment's concurrency limit (1, cancel
-the newcomer; set by pipelines/__main__.py) cancels a run that becomes due while another holds the
-slot, so two triggers at once, from however many backends, make one run and one cancelled run
-that says why. Here, a trigger is always passed on as a new flow run (so it is recorded), and the
-caller is told which run was already going.
+At most one run at a time is Prefect's to enforce: the deployment's concurrency limit (1, enqueue
+the newcomer; set by pipelines/__main__.py) holds a run that becomes due while another has the slot
+in AwaitingConcurrencySlot and starts it when the slot frees, whichever backend asked. So nothing
+asked for is dropped. A trigger made while a run is already waiting to start is merged into that
+run instead of queueing another: that run has not read its data yet, so it serves the ask (and
+a burst of drift events or clicks makes one run, not a queue of identical ones).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 ON_DEMAND = "on demand"
 DRIFT = "drift"
+# Prefect's name for a run held back by the deployment's concurrency limit (state type SCHEDULED).
+AWAITING_SLOT = "AwaitingConcurrencySlot"
 MAX_REASON_CHARS = 200
 DEFAULT_RUNS = 10
 MAX_RUNS = 50
@@ -44,6 +47,15 @@ class Run:
     started_at: datetime | None
     finished_at: datetime | None
     outcome: Document | None
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a trigger got: the run that will serve it, the run going (if any), whether it merged."""
+
+    run: Run
+    going: Run | None
+    merged: bool
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,13 @@ def _run(flow_run: FlowRun, outcome: Document | None) -> Run:
     )
 
 
+def _waiting_to_start(run: FlowRun, now: datetime) -> bool:
+    """A SCHEDULED-type run that will start as soon as it can, not one the schedule set for later."""
+    if run.state_name == AWAITING_SLOT or not run.auto_scheduled:
+        return True
+    return run.expected_start_time is not None and run.expected_start_time <= now
+
+
 def _newest_first(run: FlowRun) -> datetime:
     return run.expected_start_time or run.start_time or datetime.min.replace(tzinfo=UTC)
 
@@ -123,16 +142,30 @@ class Retrainer:
             )
         return found
 
-    async def retrain(self, *, trigger: str, reason: str) -> tuple[Run, Run | None]:
-        """Ask Prefect for a run now; (the new run, the run already going or None)."""
+    async def retrain(self, *, trigger: str, reason: str) -> Asked:
+        """Ask Prefect for a run now, or merge into the one already waiting to start."""
         reason = check_reason(reason)
         deployment = await self._deployment()
         going = await self._api.flow_runs(deployment, limit=1, state_types=RUNNING_STATES)
+        going_run = _run(going[0], None) if going else None
+        scheduled = await self._api.flow_runs(
+            deployment, limit=20, state_types=("SCHEDULED",), sort="EXPECTED_START_TIME_ASC"
+        )
+        now = datetime.now(UTC)
+        waiting = [r for r in scheduled if _waiting_to_start(r, now)]
+        if waiting:
+            logger.info(
+                "retraining: %s trigger (%s) merged into run %s, waiting to start",
+                trigger,
+                reason or "no reason",
+                waiting[0].name,
+            )
+            return Asked(_run(waiting[0], None), going_run, merged=True)
         created = await self._api.create_flow_run(
             deployment, parameters={"trigger": trigger, "reason": reason}, tags=[trigger.replace(" ", "-")]
         )
         logger.info("retraining: %s run %s asked for (%s)", trigger, created.name, reason or "no reason")
-        return _run(created, None), (_run(going[0], None) if going else None)
+        return Asked(_run(created, None), going_run, merged=False)
 
     async def on_drift_event(self, check: DriftCheck) -> None:
         """Monitor calls this when a drift check turns to drift: ask for a run, never fail the check."""
@@ -160,10 +193,15 @@ class Retrainer:
             waiting = await self._api.flow_runs(
                 deployment, limit=20, state_types=("SCHEDULED",), sort="EXPECTED_START_TIME_ASC"
             )
-            scheduled = [r for r in waiting if r.auto_scheduled and r.expected_start_time]
+            scheduled = [
+                r
+                for r in waiting
+                if r.auto_scheduled and r.expected_start_time and r.state_name != AWAITING_SLOT
+            ]
             if scheduled and interval_s:
                 next_run_at = scheduled[0].expected_start_time
-            asked = [r for r in waiting if not r.auto_scheduled]
+            # Runs asked for, and scheduled ones the concurrency limit holds back: the queue.
+            asked = [r for r in waiting if not r.auto_scheduled or r.state_name == AWAITING_SLOT]
             done = await self._api.flow_runs(deployment, limit=limit, not_state_types=("SCHEDULED",))
             flow_runs = sorted([*asked, *done], key=_newest_first, reverse=True)[:limit]
         except FailedPrecondition as exc:  # Prefect answered: it has no such deployment

@@ -33,10 +33,10 @@ class RetrainingServicer(retraining_pb2_grpc.RetrainingServiceServicer):
     async def Retrain(
         self, request: retraining_pb2.RetrainRequest, context: _Context
     ) -> retraining_pb2.RetrainResponse:
-        created, going = await self._retrainer.retrain(trigger=ON_DEMAND, reason=request.reason)
-        response = retraining_pb2.RetrainResponse(run=_run(created))
-        if going is not None:
-            response.running.CopyFrom(_run(going))
+        asked = await self._retrainer.retrain(trigger=ON_DEMAND, reason=request.reason)
+        response = retraining_pb2.RetrainResponse(run=_run(asked.run), merged=asked.merged)
+        if asked.going is not None:
+            response.running.CopyFrom(_run(asked.going))
         return response
 
     async def GetRetrainingStatus(

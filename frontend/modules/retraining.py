@@ -24,8 +24,8 @@ from frontend.client import (
 from frontend.exceptions import user_message
 from frontend.modules.auth import permission, permission_gate, update_gate
 
-# What Prefect says of a run it cancelled because another held the deployment's one slot.
-CONCURRENCY_MESSAGE = "Deployment concurrency limit reached."
+# What Prefect calls a run that waits for the run going to end (the deployment's one slot).
+AWAITING_SLOT = "AwaitingConcurrencySlot"
 _FINISHED = {"Completed", "Failed", "Crashed"}
 
 
@@ -62,8 +62,8 @@ def outcome_text(outcome: RetrainingOutcome) -> str:
 def state_text(run: RetrainingRun) -> str:
     if run.outcome is not None:
         return outcome_text(run.outcome)
-    if run.state == "Cancelled" and run.state_message == CONCURRENCY_MESSAGE:
-        return "not run: another run was going (recorded, not run twice)"
+    if run.state == AWAITING_SLOT:
+        return "queued: starts when the run going ends"
     if run.state in ("Scheduled", "Late", "Pending"):
         return f"{run.state.lower()}: waiting for the runner"
     if run.state == "Running":
@@ -94,11 +94,14 @@ def next_run_text(status: RetrainingStatus, now: datetime) -> str:
 
 
 def describe_asked(asked: RetrainAsked) -> str:
-    if asked.running is not None:
+    after = f" It starts when run {asked.running.name} ends (one at a time)." if asked.running else ""
+    if asked.merged:
         return (
-            f"Run {asked.running.name} is going, so run {asked.run.name} is recorded and will not run "
-            "(one at a time)."
+            f"Run {asked.run.name} was already waiting to start, so it serves this ask: it trains on"
+            f" everything recorded until it starts.{after}"
         )
+    if asked.running is not None:
+        return f"Asked for run {asked.run.name}; it is queued.{after}"
     return f"Asked for run {asked.run.name}; the runner starts it within seconds."
 
 

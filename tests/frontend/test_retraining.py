@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from frontend.client import RetrainAsked, RetrainingOutcome, RetrainingRun, RetrainingStatus
 from frontend.modules.retraining import (
-    CONCURRENCY_MESSAGE,
+    AWAITING_SLOT,
     describe_asked,
     last_retraining_text,
     next_run_text,
@@ -83,10 +83,8 @@ def test_the_last_finished_run_is_the_headline() -> None:
     assert last_retraining_text(status(going), NOW) == "No retraining has run yet."
 
 
-def test_a_run_cancelled_for_another_says_it_was_recorded_not_run() -> None:
-    assert state_text(run("Cancelled", message=CONCURRENCY_MESSAGE)) == (
-        "not run: another run was going (recorded, not run twice)"
-    )
+def test_a_queued_run_says_when_it_starts() -> None:
+    assert state_text(run(AWAITING_SLOT)) == "queued: starts when the run going ends"
     assert state_text(run("Scheduled")) == "scheduled: waiting for the runner"
 
 
@@ -98,7 +96,7 @@ def test_the_next_scheduled_run() -> None:
     assert next_run_text(status(interval_s=0, next_in_s=None), NOW) == "No scheduled runs."
 
 
-def test_asking_while_a_run_goes_says_so() -> None:
+def test_asking_while_a_run_goes_says_it_is_queued_or_merged() -> None:
     asked = run("Scheduled")
     going = RetrainingRun(**{**run("Running").__dict__, "name": "brave-otter"})
 
@@ -106,5 +104,9 @@ def test_asking_while_a_run_goes_says_so() -> None:
         "Asked for run quiet-heron; the runner starts it within seconds."
     )
     assert describe_asked(RetrainAsked(run=asked, running=going)) == (
-        "Run brave-otter is going, so run quiet-heron is recorded and will not run (one at a time)."
+        "Asked for run quiet-heron; it is queued. It starts when run brave-otter ends (one at a time)."
+    )
+    assert describe_asked(RetrainAsked(run=asked, running=going, merged=True)) == (
+        "Run quiet-heron was already waiting to start, so it serves this ask: it trains on everything"
+        " recorded until it starts. It starts when run brave-otter ends (one at a time)."
     )

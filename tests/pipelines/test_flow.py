@@ -237,41 +237,42 @@ async def test_a_step_that_fails_fails_the_run_without_promoting(
         assert outcome["candidate_version"] == ""
 
 
-async def test_triggers_while_a_run_goes_make_one_run_and_are_recorded(
+async def test_no_ask_is_dropped_asks_wait_or_merge_and_runs_go_one_at_a_time(
     private_model_service: ModelService,
     retraining: Retraining,
 ) -> None:
-    async with retraining.backend_and_runner(private_model_service) as (backend, _runner):
-        # Two at once ...
-        first, second = await asyncio.gather(retrain(backend, "one"), retrain(backend, "two"))
-        runs = {r.id: await retraining.ended(r.id) for r in (first.run, second.run)}
-        states = sorted(r["state"]["type"] for r in runs.values())
-        assert states == ["CANCELLED", "COMPLETED"]
-        (cancelled,) = [r for r in runs.values() if r["state"]["type"] == "CANCELLED"]
-        assert cancelled["state"]["message"] == "Deployment concurrency limit reached."
-        # ... and one while a run is going (it holds the slot from Pending on): the answer names
-        # the run going, and the new one is cancelled, not run afterwards.
-        third = await retrain(backend, "three")
-        await asyncio.to_thread(retraining.rest.wait_for_state, third.run.id, {"PENDING", "RUNNING"})
-        fourth = await retrain(backend, "four")
-        assert fourth.running.id == third.run.id
-        fourth_run = await retraining.ended(fourth.run.id)
-        assert fourth_run["state"]["type"] == "CANCELLED"
-        assert (await retraining.ended(third.run.id))["state"]["type"] == "COMPLETED"
-        # Only the two runs that ran recorded an outcome (training data unchanged: skipped).
-        recorded = retraining.outcomes()
-        assert sorted(o["_id"] for o in recorded) == sorted(
-            [third.run.id, *(r for r in runs if runs[r]["state"]["type"] == "COMPLETED")]
+    async with retraining.backend_and_runner(private_model_service) as (backend, runner):
+        # With the runner stopped, what is asked for waits in Prefect, so the order is this test's.
+        await asyncio.to_thread(runner.stop)
+        first = await retrain(backend, "one")
+        assert not first.merged
+        # Asks made while a run waits to start are merged into it: it has not read its data yet.
+        second, third = await asyncio.gather(retrain(backend, "two"), retrain(backend, "three"))
+        assert second.merged
+        assert third.merged
+        assert second.run.id == third.run.id == first.run.id
+        # A second run made straight in Prefect (as another backend racing this one could).
+        other = await asyncio.to_thread(
+            retraining.rest.create_flow_run, runner.deployment_id, {"trigger": "on demand", "reason": "four"}
         )
+        await asyncio.to_thread(runner.start)
+        ended = [await retraining.ended(run_id) for run_id in (first.run.id, other["id"])]
+        # Both ran, none was cancelled, and never at the same time: one waited for the slot.
+        assert [r["state"]["type"] for r in ended] == ["COMPLETED", "COMPLETED"]
+        spans = sorted((r["start_time"], r["end_time"]) for r in ended)
+        assert spans[0][1] <= spans[1][0]
+        waited = [await asyncio.to_thread(retraining.rest.states, r["id"]) for r in ended]
+        assert any("AwaitingConcurrencySlot" in names for names in waited), waited
+        # Each run recorded its outcome (training data unchanged: skipped).
+        recorded = retraining.outcomes()
+        assert sorted(o["_id"] for o in recorded) == sorted([first.run.id, other["id"]])
         assert {o["result"] for o in recorded} == {"skipped"}
-        # The status lists every trigger, the cancelled ones with Prefect's reason.
         status = await backend.retraining.GetRetrainingStatus(
             retraining_pb2.GetRetrainingStatusRequest(), timeout=20
         )
         listed = {r.id: r for r in status.runs}
-        assert listed[fourth.run.id].state == "Cancelled"
-        assert listed[fourth.run.id].reason == "four"
-        assert {r.trigger for r in status.runs} == {"on demand"}
+        assert listed[first.run.id].reason == "one"
+        assert {listed[first.run.id].state, listed[other["id"]].state} == {"Completed"}
 
 
 async def test_the_schedule_has_the_configured_interval(
@@ -288,7 +289,7 @@ async def test_the_schedule_has_the_configured_interval(
         assert schedule["active"] is True
         assert schedule["schedule"]["interval"] == 240.0
         assert deployment["global_concurrency_limit"]["limit"] == 1
-        assert deployment["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+        assert deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE"
         # The backend reports the schedule and its next run once Prefect's scheduler has made it.
         status = await backend.retraining.GetRetrainingStatus(
             retraining_pb2.GetRetrainingStatusRequest(), timeout=20

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66ruitstack/v1/retraining.proto\x12\rfruitstack.v1\x1a\x1fgoogle/protobuf/timestamp.proto\" \n\x0eRetrainRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"k\n\x0fRetrainResponse\x12)\n\x03run\x18\x01 \x01(\x0b\x32\x1c.fruitstack.v1.RetrainingRun\x12-\n\x07running\x18\x02 \x01(\x0b\x32\x1c.fruitstack.v1.RetrainingRun\"+\n\x1aGetRetrainingStatusRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"\xf4\x01\n\x1bGetRetrainingStatusResponse\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x19\n\x11prefect_reachable\x18\x02 \x01(\x08\x12\x15\n\rprefect_error\x18\x03 \x01(\t\x12\x1b\n\x13schedule_interval_s\x18\x04 \x01(\x01\x12/\n\x0bnext_run_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x04runs\x18\x06 \x03(\x0b\x32\x1c.fruitstack.v1.RetrainingRun\x12\x15\n\rhistory_error\x18\x07 \x01(\t\"\xb6\x02\n\rRetrainingRun\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07trigger\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x15\n\rstate_message\x18\x06 \x01(\t\x12\x30\n\x0cscheduled_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x07outcome\x18\n \x01(\x0b\x32 .fruitstack.v1.RetrainingOutcome\"\xb1\x02\n\x11RetrainingOutcome\x12\x0e\n\x06result\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x1c\n\x0f\x63\x61ndidate_score\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0e\x63hampion_score\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x11\x63\x61ndidate_version\x18\x06 \x01(\t\x12\x18\n\x10\x63hampion_version\x18\x07 \x01(\t\x12\x16\n\x0eserved_version\x18\x08 \x01(\t\x12\x12\n\nduration_s\x18\t \x01(\x01\x12)\n\x04\x64\x61ta\x18\n \x01(\x0b\x32\x1b.fruitstack.v1.TrainingDataB\x12\n\x10_candidate_scoreB\x11\n\x0f_champion_score\"\xdc\x01\n\x0cTrainingData\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x14\n\x0c\x62uiltin_rows\x18\x02 \x01(\x03\x12\x16\n\x0e\x66\x65\x65\x64\x62\x61\x63k_found\x18\x03 \x01(\x03\x12\x15\n\runusable_rows\x18\x04 \x01(\x03\x12\x16\n\x0e\x64uplicate_rows\x18\x05 \x01(\x03\x12\x1b\n\x13\x66\x65\x65\x64\x62\x61\x63k_train_rows\x18\x06 \x01(\x03\x12\x1a\n\x12\x66\x65\x65\x64\x62\x61\x63k_eval_rows\x18\x07 \x01(\x03\x12\x12\n\ntrain_rows\x18\x08 \x01(\x03\x12\x11\n\teval_rows\x18\t \x01(\x03\x32\xcb\x01\n\x11RetrainingService\x12H\n\x07Retrain\x12\x1d.fruitstack.v1.RetrainRequest\x1a\x1e.fruitstack.v1.RetrainResponse\x12l\n\x13GetRetrainingStatus\x12).fruitstack.v1.GetRetrainingStatusRequest\x1a*.fruitstack.v1.GetRetrainingStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66ruitstack/v1/retraining.proto\x12\rfruitstack.v1\x1a\x1fgoogle/protobuf/timestamp.proto\" \n\x0eRetrainRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"{\n\x0fRetrainResponse\x12)\n\x03run\x18\x01 \x01(\x0b\x32\x1c.fruitstack.v1.RetrainingRun\x12-\n\x07running\x18\x02 \x01(\x0b\x32\x1c.fruitstack.v1.RetrainingRun\x12\x0e\n\x06merged\x18\x03 \x01(\x08\"+\n\x1aGetRetrainingStatusRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"\xf4\x01\n\x1bGetRetrainingStatusResponse\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x19\n\x11prefect_reachable\x18\x02 \x01(\x08\x12\x15\n\rprefect_error\x18\x03 \x01(\t\x12\x1b\n\x13schedule_interval_s\x18\x04 \x01(\x01\x12/\n\x0bnext_run_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x04runs\x18\x06 \x03(\x0b\x32\x1c.fruitstack.v1.RetrainingRun\x12\x15\n\rhistory_error\x18\x07 \x01(\t\"\xb6\x02\n\rRetrainingRun\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07trigger\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x15\n\rstate_message\x18\x06 \x01(\t\x12\x30\n\x0cscheduled_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x07outcome\x18\n \x01(\x0b\x32 .fruitstack.v1.RetrainingOutcome\"\xb1\x02\n\x11RetrainingOutcome\x12\x0e\n\x06result\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x1c\n\x0f\x63\x61ndidate_score\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0e\x63hampion_score\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x11\x63\x61ndidate_version\x18\x06 \x01(\t\x12\x18\n\x10\x63hampion_version\x18\x07 \x01(\t\x12\x16\n\x0eserved_version\x18\x08 \x01(\t\x12\x12\n\nduration_s\x18\t \x01(\x01\x12)\n\x04\x64\x61ta\x18\n \x01(\x0b\x32\x1b.fruitstack.v1.TrainingDataB\x12\n\x10_candidate_scoreB\x11\n\x0f_champion_score\"\xdc\x01\n\x0cTrainingData\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x14\n\x0c\x62uiltin_rows\x18\x02 \x01(\x03\x12\x16\n\x0e\x66\x65\x65\x64\x62\x61\x63k_found\x18\x03 \x01(\x03\x12\x15\n\runusable_rows\x18\x04 \x01(\x03\x12\x16\n\x0e\x64uplicate_rows\x18\x05 \x01(\x03\x12\x1b\n\x13\x66\x65\x65\x64\x62\x61\x63k_train_rows\x18\x06 \x01(\x03\x12\x1a\n\x12\x66\x65\x65\x64\x62\x61\x63k_eval_rows\x18\x07 \x01(\x03\x12\x12\n\ntrain_rows\x18\x08 \x01(\x03\x12\x11\n\teval_rows\x18\t \x01(\x03\x32\xcb\x01\n\x11RetrainingService\x12H\n\x07Retrain\x12\x1d.fruitstack.v1.RetrainRequest\x1a\x1e.fruitstack.v1.RetrainResponse\x12l\n\x13GetRetrainingStatus\x12).fruitstack.v1.GetRetrainingStatusRequest\x1a*.fruitstack.v1.GetRetrainingStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,17 +35,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RETRAINREQUEST']._serialized_start=82
   _globals['_RETRAINREQUEST']._serialized_end=114
   _globals['_RETRAINRESPONSE']._serialized_start=116
-  _globals['_RETRAINRESPONSE']._serialized_end=223
-  _globals['_GETRETRAININGSTATUSREQUEST']._serialized_start=225
-  _globals['_GETRETRAININGSTATUSREQUEST']._serialized_end=268
-  _globals['_GETRETRAININGSTATUSRESPONSE']._serialized_start=271
-  _globals['_GETRETRAININGSTATUSRESPONSE']._serialized_end=515
-  _globals['_RETRAININGRUN']._serialized_start=518
-  _globals['_RETRAININGRUN']._serialized_end=828
-  _globals['_RETRAININGOUTCOME']._serialized_start=831
-  _globals['_RETRAININGOUTCOME']._serialized_end=1136
-  _globals['_TRAININGDATA']._serialized_start=1139
-  _globals['_TRAININGDATA']._serialized_end=1359
-  _globals['_RETRAININGSERVICE']._serialized_start=1362
-  _globals['_RETRAININGSERVICE']._serialized_end=1565
+  _globals['_RETRAINRESPONSE']._serialized_end=239
+  _globals['_GETRETRAININGSTATUSREQUEST']._serialized_start=241
+  _globals['_GETRETRAININGSTATUSREQUEST']._serialized_end=284
+  _globals['_GETRETRAININGSTATUSRESPONSE']._serialized_start=287
+  _globals['_GETRETRAININGSTATUSRESPONSE']._serialized_end=531
+  _globals['_RETRAININGRUN']._serialized_start=534
+  _globals['_RETRAININGRUN']._serialized_end=844
+  _globals['_RETRAININGOUTCOME']._serialized_start=847
+  _globals['_RETRAININGOUTCOME']._serialized_end=1152
+  _globals['_TRAININGDATA']._serialized_start=1155
+  _globals['_TRAININGDATA']._serialized_end=1375
+  _globals['_RETRAININGSERVICE']._serialized_start=1378
+  _globals['_RETRAININGSERVICE']._serialized_end=1581
 # @@protoc_insertion_point(module_scope)

@@ -47,25 +47,31 @@ class RetrainResponse(_message.Message):
 
     RUN_FIELD_NUMBER: _builtins.int
     RUNNING_FIELD_NUMBER: _builtins.int
+    MERGED_FIELD_NUMBER: _builtins.int
+    merged: _builtins.bool
+    """True when no new run was made because `run` was already waiting to start;
+    it trains on everything recorded up to its start, this ask included.
+    """
     @_builtins.property
     def run(self) -> Global___RetrainingRun:
-        """The run just asked for; the runner starts it within seconds."""
+        """The run that will do what was asked: a new one, or (when `merged`) the
+        one that was already waiting to start.
+        """
 
     @_builtins.property
     def running(self) -> Global___RetrainingRun:
-        """The run already going when this one was asked for, if any: `run` is then
-        cancelled by Prefect instead of being run twice.
-        """
+        """The run going when this was asked for, if any: `run` starts after it."""
 
     def __init__(
         self,
         *,
         run: Global___RetrainingRun | None = ...,
         running: Global___RetrainingRun | None = ...,
+        merged: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run", "running", b"running"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run", "running", b"running"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["merged", b"merged", "run", b"run", "running", b"running"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -163,9 +169,9 @@ class RetrainingRun(_message.Message):
     """What asked for it: "schedule", "on demand" or "drift"."""
     reason: _builtins.str
     state: _builtins.str
-    """Prefect's state name: Scheduled, Late, Pending, Running, Completed,
-    Failed, Cancelled, Crashed, ...; and its message (for a run cancelled
-    because another was going: "Deployment concurrency limit reached.").
+    """Prefect's state name: Scheduled, Late, AwaitingConcurrencySlot (waiting
+    for the run going to end), Pending, Running, Completed, Failed,
+    Cancelled, Crashed, ...; and its message.
     """
     state_message: _builtins.str
     @_builtins.property

@@ -58,10 +58,12 @@ class RetrainingServiceServicer:
     """
 
     def Retrain(self, request, context):
-        """Retrain asks for a run of the retraining deployment now (on demand). At
-        most one run goes at a time: a run asked for while another is going is
-        recorded and then cancelled by Prefect (the deployment's concurrency
-        limit), never run later. UNAVAILABLE when Prefect cannot be reached;
+        """Retrain asks for a run of the retraining deployment now (on demand), and
+        it is never dropped. At most one run goes at a time (the deployment's
+        concurrency limit): a run asked for while another is going waits for it
+        and then runs. When a run is already waiting to start, nothing new is
+        created: the ask is merged into that run, which has not read its data yet
+        (`merged`). UNAVAILABLE when Prefect cannot be reached;
         FAILED_PRECONDITION when Prefect has no such deployment (the runner has
         never started); INVALID_ARGUMENT for a reason that is too long or has
         control characters.

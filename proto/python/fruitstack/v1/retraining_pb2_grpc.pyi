@@ -38,10 +38,12 @@ class RetrainingServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> RetrainingServiceAsyncStub: ...
     Retrain: _grpc.UnaryUnaryMultiCallable[_retraining_pb2.RetrainRequest, _retraining_pb2.RetrainResponse]
-    """Retrain asks for a run of the retraining deployment now (on demand). At
-    most one run goes at a time: a run asked for while another is going is
-    recorded and then cancelled by Prefect (the deployment's concurrency
-    limit), never run later. UNAVAILABLE when Prefect cannot be reached;
+    """Retrain asks for a run of the retraining deployment now (on demand), and
+    it is never dropped. At most one run goes at a time (the deployment's
+    concurrency limit): a run asked for while another is going waits for it
+    and then runs. When a run is already waiting to start, nothing new is
+    created: the ask is merged into that run, which has not read its data yet
+    (`merged`). UNAVAILABLE when Prefect cannot be reached;
     FAILED_PRECONDITION when Prefect has no such deployment (the runner has
     never started); INVALID_ARGUMENT for a reason that is too long or has
     control characters.
@@ -62,10 +64,12 @@ class RetrainingServiceAsyncStub(RetrainingServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Retrain: _aio.UnaryUnaryMultiCallable[_retraining_pb2.RetrainRequest, _retraining_pb2.RetrainResponse]  # type: ignore[assignment]
-    """Retrain asks for a run of the retraining deployment now (on demand). At
-    most one run goes at a time: a run asked for while another is going is
-    recorded and then cancelled by Prefect (the deployment's concurrency
-    limit), never run later. UNAVAILABLE when Prefect cannot be reached;
+    """Retrain asks for a run of the retraining deployment now (on demand), and
+    it is never dropped. At most one run goes at a time (the deployment's
+    concurrency limit): a run asked for while another is going waits for it
+    and then runs. When a run is already waiting to start, nothing new is
+    created: the ask is merged into that run, which has not read its data yet
+    (`merged`). UNAVAILABLE when Prefect cannot be reached;
     FAILED_PRECONDITION when Prefect has no such deployment (the runner has
     never started); INVALID_ARGUMENT for a reason that is too long or has
     control characters.
@@ -89,10 +93,12 @@ class RetrainingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _retraining_pb2.RetrainRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_retraining_pb2.RetrainResponse, _abc.Awaitable[_retraining_pb2.RetrainResponse]]:
-        """Retrain asks for a run of the retraining deployment now (on demand). At
-        most one run goes at a time: a run asked for while another is going is
-        recorded and then cancelled by Prefect (the deployment's concurrency
-        limit), never run later. UNAVAILABLE when Prefect cannot be reached;
+        """Retrain asks for a run of the retraining deployment now (on demand), and
+        it is never dropped. At most one run goes at a time (the deployment's
+        concurrency limit): a run asked for while another is going waits for it
+        and then runs. When a run is already waiting to start, nothing new is
+        created: the ask is merged into that run, which has not read its data yet
+        (`merged`). UNAVAILABLE when Prefect cannot be reached;
         FAILED_PRECONDITION when Prefect has no such deployment (the runner has
         never started); INVALID_ARGUMENT for a reason that is too long or has
         control characters.
