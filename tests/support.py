@@ -51,6 +51,18 @@ async def run_grpcurl(*args: str) -> tuple[int, str, str]:
 
 
 async def read_into(answers: list[Any], stream: AsyncIterable[Any]) -> None:
-    """Append every message of a streaming call to answers (those before an error stay there)."""
-    async for answer in stream:
-        answers.append(answer)
+    """Append every message of a streaming call to answers (those before an error stay there).
+
+    When the server ends a client-streaming call early (a refusal), grpc.aio's task that sends the
+    rest of the request iterator can stay pending; garbage-collected later, during another test,
+    asyncio logs "Task was destroyed but it is pending!", which that test would read as a server
+    error. So the call's sender is stopped here, however the call ended.
+    """
+    try:
+        async for answer in stream:
+            answers.append(answer)
+    finally:
+        sender = getattr(stream, "_async_request_poller", None)  # grpc.aio's, no public handle
+        if isinstance(sender, asyncio.Task) and not sender.done():
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)

@@ -66,7 +66,7 @@ async def backend(mongodb_uri: str, mongodb_database: str) -> AsyncIterator[Runn
     settings = backend_settings(
         mongodb_uri=mongodb_uri,
         mongodb_database=mongodb_database,
-        login_max_attempts=1,
+        login_free_attempts=1,
         predict_batch_max_rows=10,
         predict_batch_max_s=0.5,
         drift_max_window_predictions=5000,
@@ -103,7 +103,7 @@ async def test_a_10_mb_login_is_refused_before_its_handler_runs(
                 "this one has 10,485,760"
             )
     # Had the handler run, the right password would have signed in, and the wrong one would have
-    # used up the only failed attempt (LOGIN_MAX_ATTEMPTS=1), so that this sign-in would be refused.
+    # used up the only failed attempt (LOGIN_FREE_ATTEMPTS=1), so that this sign-in would be refused.
     assert "failed login" not in caplog.text
     signed_in = await login_call(backend)(right.SerializeToString(), timeout=30)
     assert signed_in.user.username == username

@@ -52,6 +52,9 @@ def test_the_placeholder_retrainer_password_is_refused_outside_local_mode() -> N
     with pytest.raises(ValidationError, match="RETRAINER_PASSWORD is the documented local default"):
         Settings(_env_file=None, retrainer_password=SecretStr(PLACEHOLDER_RETRAINER_PASSWORD))  # type: ignore[call-arg]
     local = Settings(
-        _env_file=None, retrainer_password=SecretStr(PLACEHOLDER_RETRAINER_PASSWORD), local_mode=True
-    )  # type: ignore[call-arg]
+        _env_file=None,  # type: ignore[call-arg]
+        retrainer_password=SecretStr(PLACEHOLDER_RETRAINER_PASSWORD),
+        local_mode=True,
+        grpc_host="127.0.0.1",
+    )
     assert local.retrainer_password.get_secret_value() == PLACEHOLDER_RETRAINER_PASSWORD
