@@ -231,7 +231,7 @@ def create_server(settings: Settings, services: Services) -> tuple[BackendServer
     fruits_pb2_grpc.add_FruitServiceServicer_to_server(FruitServicer(services.fruits, page_tokens), server)
     log = services.prediction_log if settings.prediction_log_enabled else None
     predictions_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(services.predictor, log=log), server
+        PredictionServicer(services.predictor, log=log, tokens=services.tokens), server
     )
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
         MonitoringServicer(services.monitor, services.prediction_log), server
