@@ -238,6 +238,7 @@ def create_server(settings: Settings, services: Services) -> tuple[BackendServer
         PredictionServicer(
             services.predictor,
             log=log,
+            tokens=services.tokens,
             max_batch_rows=settings.predict_batch_max_rows,
             max_batch_s=settings.predict_batch_max_s,
         ),

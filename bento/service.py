@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,9 +19,19 @@ from fruitstack_model.inputs import matrix_from_npy, matrix_from_rows, row_from_
 from fruitstack_model.live_model import LiveModel, ModelSource, VersionMarker
 from fruitstack_model.model_store import METADATA_KEYS, LoadedModel, ModelCache, require_version
 from fruitstack_model.registry import CHAMPION, Registry, VersionRecord, configure_http
-from fruitstack_model.schemas import ModelInfo, NpyProbabilities, Prediction, Reload, RowPredictions, Versions
+from fruitstack_model.schemas import (
+    ModelInfo,
+    NpyProbabilities,
+    Prediction,
+    Reload,
+    RowPredictions,
+    Unpin,
+    Versions,
+)
 from fruitstack_model.settings import ServiceSettings
 from starlette.responses import Response
+
+logger = logging.getLogger(__name__)
 
 VERSION_HEADER = "X-Model-Version"
 # /predict_bulk: the position of the body's first row in the caller's stream, so messages name the
@@ -172,14 +183,33 @@ class FruitstackModel:
         return _json(info, model.version)
 
     @bentoml.api(output_spec=Reload)  # type: ignore[untyped-decorator]
-    async def reload(self, version: str = "") -> Response:
+    async def reload(self, version: str = "", by: str = "") -> Response:
         """Serve the champion in every worker (version empty), or roll back: make `version` the
-        champion (recorded as a manual decision) and serve it."""
+        champion (recorded as a manual decision by `by`, and pinned) and serve it."""
         try:
-            previous, current = await self.live.reload(version or None)
+            previous, current = await self.live.reload(version or None, by=_who(by))
         except ModelServiceError as exc:
             return error_response(exc)
         return _json({"previous_version": previous, "current_version": current}, current)
+
+    @bentoml.api(output_spec=Unpin)  # type: ignore[untyped-decorator]
+    async def unpin(self, by: str = "") -> Response:
+        """Lift the pin a rollback put on the champion: the gate may promote again from the next run."""
+        model = await self.live.current()
+        try:
+            unpinned = await asyncio.to_thread(self._unpin, _who(by))
+        except ModelServiceError as exc:
+            return error_response(exc)
+        return _json({"unpinned_version": unpinned}, model.version)
+
+    def _unpin(self, by: str) -> str | None:
+        registry = self.source.registry
+        pin = registry.pin()
+        if pin is None:
+            return None
+        registry.clear_pin()
+        logger.info("unpinned v%s (pinned by %s at %s) at the request of %s", pin.version, pin.by, pin.at, by)
+        return pin.version
 
     @bentoml.api(output_spec=Versions)  # type: ignore[untyped-decorator]
     async def versions(self) -> Response:
@@ -209,10 +239,14 @@ class FruitstackModel:
     def _versions(self, served: str) -> dict[str, Any]:
         registry = self.source.registry
         records = registry.versions()
+        pin = registry.pin()
         return {
             "name": registry.name,
             "served_version": served,
             "champion": next((r.version for r in records if CHAMPION in r.aliases), None),
+            "pin": None
+            if pin is None
+            else {"version": pin.version, "by": pin.by, "at": pin.at, "reason": pin.reason},
             "versions": [
                 _version_json(r, registry.run_metrics(r.run_id) if r.run_id else {}) for r in records
             ],
@@ -249,8 +283,15 @@ def _version_json(record: VersionRecord, metrics: dict[str, float]) -> dict[str,
             "champion_version": gate.get("champion_version") or None,
             "reason": gate.get("reason"),
             "decided_at": gate.get("decided_at"),
+            "pinned_version": gate.get("pinned_version") or None,
         },
     }
+
+
+def _who(by: str) -> str:
+    """Who asked, as the backend says (the signed-in admin): printable, bounded, for the record."""
+    name = "".join(c for c in by if c.isprintable())[:64].strip()
+    return name or "an admin"
 
 
 def _number(tag: str | None) -> float | None:

@@ -284,7 +284,7 @@ def register(
         margin=gate_margin,
         forced=promote,
     )
-    record(registry, registered.version, decision)
+    decision = record(registry, registered.version, decision)
     return Registration(
         version=registered.version,
         run_id=registered.run_id,

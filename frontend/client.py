@@ -128,6 +128,17 @@ class GateDecision:
     champion_score: float | None
     champion_version: str
     reason: str
+    pinned_version: str = ""  # the pin that held back a version the gate would have promoted
+
+
+@dataclass(frozen=True)
+class ModelPin:
+    """The champion pinned by a person's rollback: the gate promotes nothing until it is lifted."""
+
+    version: str
+    pinned_by: str
+    pinned_at: datetime | None
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -150,6 +161,7 @@ class ModelVersions:
     served_version: str
     champion: str
     versions: tuple[ModelVersion, ...]  # newest first
+    pin: ModelPin | None = None
 
 
 @dataclass(frozen=True)
@@ -417,6 +429,7 @@ def _version(message: predictions_pb2.ModelVersion) -> ModelVersion:
             champion_score=gate.champion_score if gate.HasField("champion_score") else None,
             champion_version=gate.champion_version,
             reason=gate.reason,
+            pinned_version=gate.pinned_version,
         ),
     )
 
@@ -686,12 +699,26 @@ class FruitstackClient:
         response = await self._call(
             self._predictions().ListModelVersions, predictions_pb2.ListModelVersionsRequest()
         )
+        pin = None
+        if response.HasField("pin"):
+            pin = ModelPin(
+                version=response.pin.version,
+                pinned_by=response.pin.pinned_by,
+                pinned_at=_timestamp(response.pin.pinned_at, response.pin.HasField("pinned_at")),
+                reason=response.pin.reason,
+            )
         return ModelVersions(
             name=response.name,
             served_version=response.served_version,
             champion=response.champion,
             versions=tuple(_version(v) for v in response.versions),
+            pin=pin,
         )
+
+    async def unpin_model(self) -> str:
+        """Lift a rollback's pin; the version that was pinned ("" when none was)."""
+        response = await self._call(self._predictions().UnpinModel, predictions_pb2.UnpinModelRequest())
+        return response.unpinned_version
 
     # MonitoringService
 

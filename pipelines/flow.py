@@ -6,7 +6,7 @@
     evaluate on the same data-> candidate and champion on the fixed holdout plus feedback rows
     register and gate        -> bento/train.py's register(): a new version, the registry's gate,
                                 and the alias (champion only when the gate passes), set last
-    switch the served model  -> PredictionService/UpdateModel on the backend, when promoted
+    switch the served model  -> PredictionService/ServeChampion on the backend, when promoted
     record the outcome       -> a Prefect artifact and a document in MongoDB (pipelines/outcome.py)
 
 Nothing is promoted unless every step before it succeeded: the alias moves at the end of
@@ -79,7 +79,12 @@ def load_champion(settings: Settings) -> Champion:
     newest = versions[0] if versions else None
     model = load_fetched(registry.fetch(record.version)) if record is not None else None
     newest_sha = None
-    if newest is not None:
+    # A newest version a pin held back, once the pin is lifted, is no reason to skip: the gate
+    # must get to decide again (it trains on the same rows, and is promoted if it passes).
+    held_then_unpinned = (
+        newest is not None and bool(newest.gate.get("pinned_version")) and registry.pin() is None
+    )
+    if newest is not None and not held_then_unpinned:
         info = model.metadata if model is not None and newest.version == model.version else None
         newest_sha = (info or registry.fetch(newest.version).info).get("data_sha256")
     # No champion yet (an empty registry): train.py's default dataset, which model-init trains too.

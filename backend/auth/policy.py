@@ -73,6 +73,7 @@ POLICY: Mapping[str, Rule] = MappingProxyType(
         "/fruitstack.v1.PredictionService/ListModelVersions": READ,
         # UpdateModel with a version is a rollback: admin either way.
         "/fruitstack.v1.PredictionService/UpdateModel": ADMIN,
+        "/fruitstack.v1.PredictionService/UnpinModel": ADMIN,
         "/fruitstack.v1.PredictionService/ServeChampion": SERVE_CHAMPION,
         # MonitoringService
         "/fruitstack.v1.MonitoringService/GetDriftReport": READ,

@@ -77,9 +77,15 @@ class ModelClient:
     async def model(self, *, time_left: float | None = None) -> dict[str, Any]:
         return await self._post_json("/model", b"{}", time_left)
 
-    async def reload(self, *, version: str = "", time_left: float | None = None) -> dict[str, Any]:
-        """Serve `version` ("" = the registry's champion); a version not the champion becomes it."""
-        return await self._post_json("/reload", orjson.dumps({"version": version}), time_left)
+    async def reload(
+        self, *, version: str = "", by: str = "", time_left: float | None = None
+    ) -> dict[str, Any]:
+        """Serve `version` ("" = the registry's champion); a named version becomes the champion,
+        pinned by `by`."""
+        return await self._post_json("/reload", orjson.dumps({"version": version, "by": by}), time_left)
+
+    async def unpin(self, *, by: str, time_left: float | None = None) -> dict[str, Any]:
+        return await self._post_json("/unpin", orjson.dumps({"by": by}), time_left)
 
     async def version_info(self, version: str, *, time_left: float | None = None) -> dict[str, Any]:
         """The `/model` answer for any registered version, served or not."""

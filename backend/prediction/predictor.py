@@ -265,7 +265,9 @@ class Predictor:
 
     # ---- model updates ------------------------------------------------------------------------
 
-    async def update_model(self, *, version: str = "", time_left: float | None = None) -> ModelUpdate:
+    async def update_model(
+        self, *, version: str = "", by: str = "", time_left: float | None = None
+    ) -> ModelUpdate:
         """Serve `version` (checked by versions.parse_version; "" = the champion), then re-read the schema.
 
         A named version is looked up first, so that one never registered is NOT_FOUND with the list
@@ -273,10 +275,15 @@ class Predictor:
         """
         if version:
             await self._check_registered(version, time_left)
-        data = await self._client.reload(version=version, time_left=time_left)
+        data = await self._client.reload(version=version, by=by, time_left=time_left)
         update = ModelUpdate(str(data["previous_version"]), str(data["current_version"]))
         await self._refresh_schema(None, time_left)
         return update
+
+    async def unpin(self, *, by: str, time_left: float | None = None) -> str:
+        """Lift a rollback's pin; the version that was pinned ("" when none was)."""
+        data = await self._client.unpin(by=by, time_left=time_left)
+        return str(data.get("unpinned_version") or "")
 
     async def list_versions(self, *, time_left: float | None = None) -> ModelVersions:
         return ModelVersions.from_json(await self._client.versions(time_left=time_left))

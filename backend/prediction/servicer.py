@@ -16,6 +16,8 @@ from fruitstack.v1 import predictions_pb2, predictions_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
+from backend.auth.caller import signed_in_name
+from backend.auth.tokens import TokenCodec
 from backend.exceptions import DeadlineExceeded, InvalidArgument
 from backend.messages import shorten
 from backend.monitoring.prediction_log import PredictionLog
@@ -32,11 +34,13 @@ class PredictionServicer(predictions_pb2_grpc.PredictionServiceServicer):
         predictor: Predictor,
         *,
         log: PredictionLog | None,
+        tokens: TokenCodec,
         max_batch_rows: int | None = None,
         max_batch_s: float | None = None,
     ) -> None:
         self._predictor = predictor
         self._log = log  # None: predictions are not logged (PREDICTION_LOG_ENABLED=false)
+        self._tokens = tokens  # to name the admin who pinned a rollback
         # Without them a PredictBatch stream runs as long as its client keeps sending rows.
         self._max_batch_rows = max_batch_rows
         self._max_batch_s = max_batch_s
@@ -125,10 +129,20 @@ class PredictionServicer(predictions_pb2_grpc.PredictionServiceServicer):
         self, request: predictions_pb2.UpdateModelRequest, context: _Context
     ) -> predictions_pb2.UpdateModelResponse:
         version = parse_version(request.version)
-        update = await self._predictor.update_model(version=version, time_left=context.time_remaining())
+        update = await self._predictor.update_model(
+            version=version, by=signed_in_name(context, self._tokens), time_left=context.time_remaining()
+        )
         return predictions_pb2.UpdateModelResponse(
             previous_version=update.previous_version, current_version=update.current_version
         )
+
+    async def UnpinModel(
+        self, request: predictions_pb2.UnpinModelRequest, context: _Context
+    ) -> predictions_pb2.UnpinModelResponse:
+        unpinned = await self._predictor.unpin(
+            by=signed_in_name(context, self._tokens), time_left=context.time_remaining()
+        )
+        return predictions_pb2.UnpinModelResponse(unpinned_version=unpinned)
 
     async def ServeChampion(
         self, request: predictions_pb2.ServeChampionRequest, context: _Context
@@ -144,12 +158,19 @@ class PredictionServicer(predictions_pb2_grpc.PredictionServiceServicer):
         self, request: predictions_pb2.ListModelVersionsRequest, context: _Context
     ) -> predictions_pb2.ListModelVersionsResponse:
         registered = await self._predictor.list_versions(time_left=context.time_remaining())
-        return predictions_pb2.ListModelVersionsResponse(
+        response = predictions_pb2.ListModelVersionsResponse(
             name=registered.name,
             served_version=registered.served_version,
             champion=registered.champion,
             versions=[_version_message(v) for v in registered.versions],
         )
+        if registered.pin is not None:
+            pin = registered.pin
+            response.pin.CopyFrom(
+                predictions_pb2.ModelPin(version=pin.version, pinned_by=pin.by, reason=pin.reason)
+            )
+            _set_time(response.pin.pinned_at, pin.at)
+        return response
 
 
 async def _column_chunks(
@@ -217,6 +238,7 @@ def _version_message(version: ModelVersion) -> predictions_pb2.ModelVersion:
             candidate_score=gate.candidate_score or 0.0,
             champion_version=gate.champion_version,
             reason=gate.reason,
+            pinned_version=gate.pinned_version,
         ),
     )
     if gate.champion_score is not None:

@@ -55,6 +55,7 @@ class GateDecision:
     champion_version: str
     reason: str
     decided_at: datetime | None
+    pinned_version: str = ""  # the pin that held this version back
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GateDecision:
@@ -67,6 +68,7 @@ class GateDecision:
             champion_version=str(data.get("champion_version") or ""),
             reason=str(data.get("reason") or ""),
             decided_at=_time(data.get("decided_at")),
+            pinned_version=str(data.get("pinned_version") or ""),
         )
 
 
@@ -94,6 +96,27 @@ class ModelVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class Pin:
+    """The champion pinned by a person's rollback."""
+
+    version: str
+    by: str
+    at: datetime | None
+    reason: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Pin | None:
+        if not data or not data.get("version"):
+            return None
+        return cls(
+            version=str(data["version"]),
+            by=str(data.get("by") or ""),
+            at=_time(data.get("at")),
+            reason=str(data.get("reason") or ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ModelVersions:
     """Every registered version, newest first (the model service's `/versions` answer)."""
 
@@ -101,6 +124,7 @@ class ModelVersions:
     served_version: str
     champion: str
     versions: tuple[ModelVersion, ...]
+    pin: Pin | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ModelVersions:
@@ -109,6 +133,7 @@ class ModelVersions:
             served_version=str(data.get("served_version") or ""),
             champion=str(data.get("champion") or ""),
             versions=tuple(ModelVersion.from_json(v) for v in data.get("versions") or ()),
+            pin=Pin.from_json(data.get("pin")),
         )
 
 

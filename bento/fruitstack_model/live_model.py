@@ -252,8 +252,11 @@ class LiveModel:
             self._registry_failed(exc)
             raise
 
-    async def reload(self, version: str | None = None) -> tuple[str, str]:
-        """Serve the champion (version empty), or make `version` the champion and serve it.
+    async def reload(self, version: str | None = None, *, by: str = "") -> tuple[str, str]:
+        """Serve the champion (version empty), or make `version` the champion, pinned, and serve it.
+
+        A named version is a person's decision (`by`, for the record): it pins the champion, so that
+        the gate promotes nothing over it until an admin unpins (gate.record_manual).
 
         Returns (previous, current) served versions, and tells every worker. A rollback loads and
         verifies the version before moving the alias, so a broken version never becomes champion.
@@ -269,15 +272,15 @@ class LiveModel:
                     self._model if wanted == previous else await self._registry(lambda: source.load(wanted))
                 )
                 champion = await self._registry(source.registry.champion)
-                if champion is None or champion.version != wanted:
-                    await self._registry(
-                        lambda: record_manual(
-                            source.registry,
-                            wanted,
-                            previous=champion.version if champion else None,
-                            how="/reload",
-                        )
+                await self._registry(
+                    lambda: record_manual(
+                        source.registry,
+                        wanted,
+                        previous=champion.version if champion else None,
+                        how="a rollback",
+                        by=by,
                     )
+                )
                 record = await self._registry(lambda: source.registry.get(wanted))
             else:
                 record = await self._registry(source.champion)

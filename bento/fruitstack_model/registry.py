@@ -8,6 +8,13 @@ did not promote. Each version carries tags written at registration and by the ga
     gate.decision         champion | challenger | manual (forced with --promote, or a rollback)
     gate.metric, gate.margin, gate.candidate_score, gate.champion_score, gate.champion_version,
     gate.reason           what the gate compared and why it decided so
+    gate.pinned_version   the pinned version that held back a candidate the gate would have promoted
+
+The registered model itself carries the pin, a person's decision that the gate must respect:
+
+    pin.version, pin.by, pin.at, pin.reason
+                          a rollback (or an admin's switch) pinned the champion to this version:
+                          runs still train, gate and register, but promote nothing until unpinned
 
 `import mlflow` takes seconds, so this module imports it only when a Registry first talks to the
 server, never on a request path. Every failure of a call becomes ModelNotFound (the registry
@@ -43,6 +50,21 @@ ARTIFACT_FILE = "model.pkl"
 INFO_FILE = "fruitstack.json"
 SHA256_TAG = "artifact_sha256"
 GATE_TAG_PREFIX = "gate."
+PIN_TAG_PREFIX = "pin."
+_PIN_FIELDS = ("version", "by", "at", "reason")
+
+
+@dataclass(frozen=True)
+class Pin:
+    """The champion pinned by a person: which version, by whom, when (ISO 8601, UTC) and why."""
+
+    version: str
+    by: str
+    at: str
+    reason: str
+
+    def tags(self) -> dict[str, str]:
+        return {f"{PIN_TAG_PREFIX}{name}": getattr(self, name) for name in _PIN_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -183,6 +205,26 @@ class Registry:
     def delete_alias(self, alias: str) -> None:
         with self._call(f"deleting alias '{alias}' of '{self.name}'"):
             self.client().delete_registered_model_alias(self.name, alias)
+
+    def pin(self) -> Pin | None:
+        """The pin on the registered model, or None (the gate may promote)."""
+        with self._call(f"reading the pin of '{self.name}'"):
+            tags = self.client().get_registered_model(self.name).tags or {}
+        version = tags.get(f"{PIN_TAG_PREFIX}version")
+        if not version:
+            return None
+        return Pin(**{name: str(tags.get(f"{PIN_TAG_PREFIX}{name}", "")) for name in _PIN_FIELDS})
+
+    def set_pin(self, pin: Pin) -> None:
+        with self._call(f"pinning '{self.name}' to version {pin.version}"):
+            for key, value in pin.tags().items():
+                self.client().set_registered_model_tag(self.name, key, value)
+
+    def clear_pin(self) -> None:
+        with self._call(f"unpinning '{self.name}'"):
+            # The version tag last: a pin read half-way through a clear still reads as pinned.
+            for name in (*_PIN_FIELDS[1:], _PIN_FIELDS[0]):
+                self.client().delete_registered_model_tag(self.name, f"{PIN_TAG_PREFIX}{name}")
 
     def set_tags(self, version: str, tags: Mapping[str, str]) -> None:
         with self._call(f"tagging version {version} of '{self.name}'"):

@@ -93,10 +93,26 @@ class ModelInfo(Documented):
 
 
 class Reload(Documented):
-    """POST /reload {"version": ""} serves the champion; {"version": "3"} makes 3 the champion."""
+    """POST /reload {"version": ""} serves the champion; {"version": "3", "by": "alice"} makes 3 the
+    champion and pins it (the gate promotes nothing over it until POST /unpin)."""
 
     previous_version: str
     current_version: str
+
+
+class Unpin(Documented):
+    """POST /unpin {"by": "alice"}: lift the pin; the gate may promote again from the next run."""
+
+    unpinned_version: str | None  # the version that was pinned; null when nothing was
+
+
+class PinRecord(Documented):
+    """A person's decision that holds: the champion pinned by a rollback."""
+
+    version: str
+    by: str
+    at: str  # ISO 8601, UTC
+    reason: str
 
 
 class GateRecord(Documented):
@@ -110,6 +126,7 @@ class GateRecord(Documented):
     champion_version: str | None
     reason: str | None  # one sentence, e.g. "not promoted: f1_macro 0.3923 < champion v1 0.9230, ..."
     decided_at: str | None
+    pinned_version: str | None  # the pin that held back a version the gate would have promoted
 
 
 class VersionInfo(Documented):
@@ -128,6 +145,7 @@ class Versions(Documented):
     name: str
     served_version: str  # what the answering worker serves
     champion: str | None
+    pin: PinRecord | None  # set while a rollback holds the champion
     versions: list[VersionInfo]
 
 

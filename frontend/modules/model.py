@@ -97,6 +97,32 @@ def versions_table(registered: ModelVersions, *, mlflow_ui_url: str) -> TagChild
     )
 
 
+def pin_text(registered: ModelVersions) -> str | None:
+    """What a pin means, with what waits behind it; None when nothing is pinned."""
+    pin = registered.pin
+    if pin is None:
+        return None
+    when = f" on {pin.pinned_at:%Y-%m-%d %H:%M} UTC" if pin.pinned_at else ""
+    held = [v.version for v in registered.versions if v.gate.pinned_version]
+    waiting = (
+        f" Held back, though the gate would promote {'it' if len(held) == 1 else 'them'}: "
+        f"version{'s' if len(held) > 1 else ''} {', '.join(held)}."
+        if held
+        else ""
+    )
+    return (
+        f"Version {pin.version} is pinned by {pin.pinned_by or 'an admin'}{when}: retraining runs still"
+        f" train, gate and register versions, but promote none until an admin unpins.{waiting}"
+    )
+
+
+def pin_notice_ui(registered: ModelVersions) -> TagChild:
+    text = pin_text(registered)
+    if text is None:
+        return None
+    return ui.div(text, class_="alert alert-info py-2 mb-2", role="status")
+
+
 @module.ui
 def model_ui() -> TagChild:
     return ui.layout_columns(
@@ -120,6 +146,7 @@ def model_ui() -> TagChild:
         ui.card(
             ui.card_header("Registered versions"),
             ui.output_ui("versions_notice"),
+            ui.output_ui("pin_notice"),
             ui.output_ui("versions"),
             ui.output_plot("versions_plot", height="260px"),
             ui.card_footer(
@@ -131,9 +158,17 @@ def model_ui() -> TagChild:
                             ui.input_action_button(
                                 "rollback", "Serve this version", class_="btn-sm btn-outline-danger"
                             ),
+                            ui.input_task_button(
+                                "unpin",
+                                "Unpin",
+                                label_busy="Unpinning…",
+                                class_="btn-sm btn-outline-secondary",
+                            ),
                             class_="d-flex align-items-end gap-2",
                         ),
                     ),
+                    ui.span(ui.output_text("unpin_result", inline=True), class_="ms-2"),
+                    class_="d-flex align-items-end",
                 )
             ),
         ),
@@ -235,8 +270,9 @@ def model_server(
             ui.modal(
                 ui.p(
                     f"Serve version {choice} instead of {versions.served_version or 'the current one'}? "
-                    f"Version {choice} becomes the champion (recorded as a manual decision), and every "
-                    "prediction from then on uses it."
+                    f"Version {choice} becomes the champion (recorded as your decision), and every "
+                    "prediction from then on uses it. It is pinned: retraining runs still train and "
+                    "register versions, but promote none until an admin unpins."
                 ),
                 title="Serve another version",
                 footer=ui.TagList(
@@ -255,6 +291,43 @@ def model_server(
         ui.modal_remove()
         update_text.set("")
         update(input.rollback_version())
+
+    unpin_text: reactive.Value[str] = reactive.value("")
+
+    @ui.bind_task_button(button_id="unpin")
+    @reactive.extended_task
+    async def unpin() -> str:
+        return await client.unpin_model()
+
+    @reactive.effect
+    @reactive.event(input.unpin)
+    def _unpin() -> None:
+        unpin_text.set("")
+        unpin()
+
+    @reactive.effect
+    def _unpinned() -> None:
+        status = unpin.status()
+        with reactive.isolate():
+            if status == "success":
+                was = unpin.value()
+                unpin_text.set(
+                    f"Unpinned version {was}: the next retraining run may promote a better one."
+                    if was
+                    else "Nothing was pinned."
+                )
+                reload.set(reload() + 1)
+            elif status == "error":
+                unpin_text.set(f"Unpin failed: {user_message(unpin.error())}")
+
+    @render.text
+    def unpin_result() -> str:
+        return unpin_text()
+
+    @render.ui
+    def pin_notice() -> TagChild:
+        current = registered()
+        return None if current is None else pin_notice_ui(current)
 
     @reactive.effect
     def _updated() -> None:

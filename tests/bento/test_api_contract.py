@@ -51,6 +51,7 @@ def test_every_json_answer_is_exactly_its_documented_schema(http: httpx.Client) 
     documented(schemas.RowPredictions, http.post("/predict_rows", json={"rows": [ROW, ROW]}))
     documented(schemas.Reload, http.post("/reload", json={}))
     documented(schemas.Versions, http.post("/versions", json={}))
+    documented(schemas.Unpin, http.post("/unpin", json={}))  # nothing pinned: changes nothing
 
 
 def test_a_documented_schema_refuses_an_undocumented_key() -> None:

@@ -7,6 +7,7 @@ import math
 import pytest
 from fruitstack_model.exceptions import InvalidInput
 from fruitstack_model.gate import decide
+from fruitstack_model.registry import Pin
 
 
 def gate(candidate: float, champion: float | None, *, margin: float = 0.0, forced: bool = False) -> str:
@@ -93,3 +94,39 @@ def test_an_incomparable_champion_is_replaced_only_by_force() -> None:
 def test_bad_gate_settings_are_refused(metric: str, margin: float) -> None:
     with pytest.raises(InvalidInput):
         decide(metric=metric, margin=margin, candidate_score=1.0, champion_score=None, champion_version=None)
+
+
+PIN = Pin(version="2", by="alice", at="2026-12-05T08:00:00+00:00", reason="alice chose v2 (champion was v3)")
+
+
+def test_a_pin_holds_back_what_the_gate_would_promote_and_says_so() -> None:
+    held = decide(
+        metric="f1_macro",
+        margin=0.0,
+        candidate_score=0.95,
+        champion_score=0.90,
+        champion_version="2",
+        pin=PIN,
+    )
+    assert (held.decision, held.pinned_version) == ("challenger", "2")
+    assert not held.promoted
+    assert held.reason == (
+        "held: passes the gate (f1_macro 0.9500 >= champion v2 0.9000, margin 0), but the champion is"
+        " pinned to v2 (alice chose v2 (champion was v3)); an admin unpins to let the gate promote"
+    )
+    assert held.tags()["gate.pinned_version"] == "2"
+    # A worse candidate is simply not promoted; a forced one passes the pin (a person's decision too).
+    worse = decide(
+        metric="f1_macro", margin=0.0, candidate_score=0.5, champion_score=0.9, champion_version="2", pin=PIN
+    )
+    assert (worse.decision, worse.pinned_version) == ("challenger", None)
+    forced = decide(
+        metric="f1_macro",
+        margin=0.0,
+        candidate_score=0.5,
+        champion_score=0.9,
+        champion_version="2",
+        pin=PIN,
+        forced=True,
+    )
+    assert forced.decision == "manual"

@@ -151,7 +151,7 @@ async def test_a_version_whose_artifact_changed_in_the_registry_is_refused(
     assert service.champion() == service.version
 
 
-async def test_reload_with_a_version_rolls_back_and_records_a_manual_decision(
+async def test_reload_with_a_version_rolls_back_records_a_manual_decision_and_pins_it(
     private_model_service: ModelService,
 ) -> None:
     service = private_model_service
@@ -162,7 +162,7 @@ async def test_reload_with_a_version_rolls_back_and_records_a_manual_decision(
             "previous_version": first,
             "current_version": new,
         }
-        rollback = await http.post("/reload", json={"version": first})
+        rollback = await http.post("/reload", json={"version": first, "by": "alice"})
         assert rollback.status_code == 200, rollback.text
         assert rollback.json() == {"previous_version": new, "current_version": first}
         predicted = await http.post("/predict_rows", json={"rows": [ROW]})
@@ -186,6 +186,26 @@ async def test_reload_with_a_version_rolls_back_and_records_a_manual_decision(
     assert newest["run_id"]
     assert newest["created_at"].endswith("Z")
     assert len(newest["sha256"]) == 64
+    assert "made champion by alice (a rollback)" in rolled_back["gate"]["reason"]
+    # The rollback holds: a candidate the gate would promote (the same data: not worse) waits.
+    pin = versions["pin"]
+    assert (pin["version"], pin["by"]) == (first, "alice")
+    assert pin["reason"] == f"alice chose v{first} (champion was v{new})"
+    held = await asyncio.to_thread(service.train, promote=False)
+    assert service.champion() == first
+    async with httpx.AsyncClient(base_url=service.url, timeout=60) as http:
+        versions = (await http.post("/versions", json={})).json()
+        gate = versions["versions"][0]["gate"]
+        assert (versions["versions"][0]["version"], gate["decision"]) == (held, "challenger")
+        assert gate["pinned_version"] == first
+        assert gate["reason"].startswith("held: passes the gate")
+        assert f"pinned to v{first} (alice chose v{first}" in gate["reason"]
+        # Unpinned, the next candidate the gate passes is promoted again.
+        assert (await http.post("/unpin", json={"by": "bob"})).json() == {"unpinned_version": first}
+        assert (await http.post("/unpin", json={"by": "bob"})).json() == {"unpinned_version": None}
+        assert (await http.post("/versions", json={})).json()["pin"] is None
+    promoted = await asyncio.to_thread(service.train, promote=False)
+    assert service.champion() == promoted
 
 
 async def test_bad_versions_are_refused_with_the_reason(private_model_service: ModelService) -> None:

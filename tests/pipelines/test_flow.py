@@ -137,13 +137,31 @@ async def test_feedback_that_teaches_something_new_is_promoted_and_served(
         )
         assert sent.feedback_sent == 200
 
+        # An admin's rollback to the version served pins it: a run trains, gates and registers,
+        # but what the gate would promote is held back, and the version served stays.
+        await backend.predictions.UpdateModel(predictions_pb2.UpdateModelRequest(version=before), timeout=60)
+        pinned = await retrain(backend, reason="while pinned")
+        assert (await retraining.ended(pinned.run.id))["state"]["type"] == "COMPLETED", runner.log_tail()
+        (held,) = retraining.outcomes()
+        assert held["result"] == "not promoted", held["detail"]
+        assert held["detail"].startswith("held: passes the gate"), held["detail"]
+        assert model.champion() == before
+        assert await served_version(backend) == before
+        listed_versions = await backend.predictions.ListModelVersions(
+            predictions_pb2.ListModelVersionsRequest(), timeout=20
+        )
+        assert (listed_versions.pin.version, listed_versions.pin.pinned_by) == (before, "admin")
+        assert listed_versions.versions[0].gate.pinned_version == before
+        # Unpinned, the next run gets to decide again, on the same rows, and promotes.
+        unpinned = await backend.predictions.UnpinModel(predictions_pb2.UnpinModelRequest(), timeout=20)
+        assert unpinned.unpinned_version == before
+
         asked = await retrain(backend, reason="new feedback")
         run = await retraining.ended(asked.run.id)
 
         assert run["state"]["type"] == "COMPLETED", runner.log_tail()
         assert run["parameters"] == {"trigger": "on demand", "reason": "new feedback"}
-        (outcome,) = retraining.outcomes()
-        assert outcome["_id"] == asked.run.id
+        (outcome,) = [o for o in retraining.outcomes() if o["_id"] == asked.run.id]
         assert outcome["result"] == "promoted", outcome["detail"]
         assert outcome["candidate_score"] > outcome["champion_score"]
         data = outcome["data"]

@@ -478,6 +478,41 @@ class UpdateModelResponse(_message.Message):
 Global___UpdateModelResponse: _TypeAlias = UpdateModelResponse  # noqa: Y015
 
 @_typing.final
+class UnpinModelRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnpinModelRequest: _TypeAlias = UnpinModelRequest  # noqa: Y015
+
+@_typing.final
+class UnpinModelResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNPINNED_VERSION_FIELD_NUMBER: _builtins.int
+    unpinned_version: _builtins.str
+    """The version that was pinned; empty when nothing was."""
+    def __init__(
+        self,
+        *,
+        unpinned_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["unpinned_version", b"unpinned_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnpinModelResponse: _TypeAlias = UnpinModelResponse  # noqa: Y015
+
+@_typing.final
 class ServeChampionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -539,6 +574,7 @@ class ListModelVersionsResponse(_message.Message):
     SERVED_VERSION_FIELD_NUMBER: _builtins.int
     CHAMPION_FIELD_NUMBER: _builtins.int
     VERSIONS_FIELD_NUMBER: _builtins.int
+    PIN_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The registered model, e.g. "fruitstack-classifier"."""
     served_version: _builtins.str
@@ -549,6 +585,10 @@ class ListModelVersionsResponse(_message.Message):
     def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelVersion]:
         """Every registered version, newest first."""
 
+    @_builtins.property
+    def pin(self) -> Global___ModelPin:
+        """Set while a person's rollback holds the champion (UnpinModel lifts it)."""
+
     def __init__(
         self,
         *,
@@ -556,14 +596,47 @@ class ListModelVersionsResponse(_message.Message):
         served_version: _builtins.str = ...,
         champion: _builtins.str = ...,
         versions: _abc.Iterable[Global___ModelVersion] | None = ...,
+        pin: Global___ModelPin | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pin", b"pin"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["champion", b"champion", "name", b"name", "served_version", b"served_version", "versions", b"versions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["champion", b"champion", "name", b"name", "pin", b"pin", "served_version", b"served_version", "versions", b"versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListModelVersionsResponse: _TypeAlias = ListModelVersionsResponse  # noqa: Y015
+
+@_typing.final
+class ModelPin(_message.Message):
+    """A person's decision that holds: the champion pinned by a rollback."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    PINNED_BY_FIELD_NUMBER: _builtins.int
+    PINNED_AT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    pinned_by: _builtins.str
+    """Who pinned it (the signed-in admin), when, and in words."""
+    reason: _builtins.str
+    @_builtins.property
+    def pinned_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+        pinned_by: _builtins.str = ...,
+        pinned_at: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pinned_at", b"pinned_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pinned_at", b"pinned_at", "pinned_by", b"pinned_by", "reason", b"reason", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelPin: _TypeAlias = ModelPin  # noqa: Y015
 
 @_typing.final
 class ModelVersion(_message.Message):
@@ -650,8 +723,11 @@ class GateDecision(_message.Message):
     CHAMPION_VERSION_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     DECIDED_AT_FIELD_NUMBER: _builtins.int
+    PINNED_VERSION_FIELD_NUMBER: _builtins.int
     decision: _builtins.str
-    """"champion", "challenger" or "manual" (forced, or made champion by UpdateModel)."""
+    """"champion", "challenger" or "manual" (forced, or made champion by a
+    rollback).
+    """
     metric: _builtins.str
     """The metric compared, e.g. "f1_macro", and the margin allowed."""
     margin: _builtins.float
@@ -662,6 +738,10 @@ class GateDecision(_message.Message):
     champion_version: _builtins.str
     reason: _builtins.str
     """One sentence, e.g. "not promoted: f1_macro 0.39 < champion v1 0.92"."""
+    pinned_version: _builtins.str
+    """The pinned version that held back this version, which the gate would
+    have promoted (empty when no pin did).
+    """
     @_builtins.property
     def decided_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -675,10 +755,11 @@ class GateDecision(_message.Message):
         champion_version: _builtins.str = ...,
         reason: _builtins.str = ...,
         decided_at: _timestamp_pb2.Timestamp | None = ...,
+        pinned_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_champion_score", b"_champion_score", "champion_score", b"champion_score", "decided_at", b"decided_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_champion_score", b"_champion_score", "candidate_score", b"candidate_score", "champion_score", b"champion_score", "champion_version", b"champion_version", "decided_at", b"decided_at", "decision", b"decision", "margin", b"margin", "metric", b"metric", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_champion_score", b"_champion_score", "candidate_score", b"candidate_score", "champion_score", b"champion_score", "champion_version", b"champion_version", "decided_at", b"decided_at", "decision", b"decision", "margin", b"margin", "metric", b"metric", "pinned_version", b"pinned_version", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__champion_score: _TypeAlias = _typing.Literal["champion_score"]  # noqa: Y015
     _WhichOneofArgType__champion_score: _TypeAlias = _typing.Literal["_champion_score", b"_champion_score"]  # noqa: Y015

@@ -56,6 +56,11 @@ class PredictionServiceStub:
                 request_serializer=fruitstack_dot_v1_dot_predictions__pb2.UpdateModelRequest.SerializeToString,
                 response_deserializer=fruitstack_dot_v1_dot_predictions__pb2.UpdateModelResponse.FromString,
                 _registered_method=True)
+        self.UnpinModel = channel.unary_unary(
+                '/fruitstack.v1.PredictionService/UnpinModel',
+                request_serializer=fruitstack_dot_v1_dot_predictions__pb2.UnpinModelRequest.SerializeToString,
+                response_deserializer=fruitstack_dot_v1_dot_predictions__pb2.UnpinModelResponse.FromString,
+                _registered_method=True)
         self.ServeChampion = channel.unary_unary(
                 '/fruitstack.v1.PredictionService/ServeChampion',
                 request_serializer=fruitstack_dot_v1_dot_predictions__pb2.ServeChampionRequest.SerializeToString,
@@ -102,7 +107,18 @@ class PredictionServiceServicer:
     def UpdateModel(self, request, context):
         """UpdateModel switches the model service to a registered version: by
         default the registry's champion; with a version, that version becomes the
-        champion (a rollback, recorded as a manual decision) and is served.
+        champion (a rollback, recorded as a manual decision by the caller) and is
+        served, and the champion is pinned: retraining runs still train, gate and
+        register, but promote nothing until an admin calls UnpinModel.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnpinModel(self, request, context):
+        """UnpinModel lifts the pin a rollback put on the champion: from the next
+        run on, the promotion gate may promote again. Nothing changes what is
+        served now.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -148,6 +164,11 @@ def add_PredictionServiceServicer_to_server(servicer, server):
                     servicer.UpdateModel,
                     request_deserializer=fruitstack_dot_v1_dot_predictions__pb2.UpdateModelRequest.FromString,
                     response_serializer=fruitstack_dot_v1_dot_predictions__pb2.UpdateModelResponse.SerializeToString,
+            ),
+            'UnpinModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnpinModel,
+                    request_deserializer=fruitstack_dot_v1_dot_predictions__pb2.UnpinModelRequest.FromString,
+                    response_serializer=fruitstack_dot_v1_dot_predictions__pb2.UnpinModelResponse.SerializeToString,
             ),
             'ServeChampion': grpc.unary_unary_rpc_method_handler(
                     servicer.ServeChampion,
@@ -270,6 +291,33 @@ class PredictionService:
             '/fruitstack.v1.PredictionService/UpdateModel',
             fruitstack_dot_v1_dot_predictions__pb2.UpdateModelRequest.SerializeToString,
             fruitstack_dot_v1_dot_predictions__pb2.UpdateModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnpinModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fruitstack.v1.PredictionService/UnpinModel',
+            fruitstack_dot_v1_dot_predictions__pb2.UnpinModelRequest.SerializeToString,
+            fruitstack_dot_v1_dot_predictions__pb2.UnpinModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

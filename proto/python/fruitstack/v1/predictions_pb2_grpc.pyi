@@ -51,7 +51,14 @@ class PredictionServiceStub:
     UpdateModel: _grpc.UnaryUnaryMultiCallable[_predictions_pb2.UpdateModelRequest, _predictions_pb2.UpdateModelResponse]
     """UpdateModel switches the model service to a registered version: by
     default the registry's champion; with a version, that version becomes the
-    champion (a rollback, recorded as a manual decision) and is served.
+    champion (a rollback, recorded as a manual decision by the caller) and is
+    served, and the champion is pinned: retraining runs still train, gate and
+    register, but promote nothing until an admin calls UnpinModel.
+    """
+    UnpinModel: _grpc.UnaryUnaryMultiCallable[_predictions_pb2.UnpinModelRequest, _predictions_pb2.UnpinModelResponse]
+    """UnpinModel lifts the pin a rollback put on the champion: from the next
+    run on, the promotion gate may promote again. Nothing changes what is
+    served now.
     """
     ServeChampion: _grpc.UnaryUnaryMultiCallable[_predictions_pb2.ServeChampionRequest, _predictions_pb2.ServeChampionResponse]
     """ServeChampion switches the model service to the registry's champion, and
@@ -87,7 +94,14 @@ class PredictionServiceAsyncStub(PredictionServiceStub):
     UpdateModel: _aio.UnaryUnaryMultiCallable[_predictions_pb2.UpdateModelRequest, _predictions_pb2.UpdateModelResponse]  # type: ignore[assignment]
     """UpdateModel switches the model service to a registered version: by
     default the registry's champion; with a version, that version becomes the
-    champion (a rollback, recorded as a manual decision) and is served.
+    champion (a rollback, recorded as a manual decision by the caller) and is
+    served, and the champion is pinned: retraining runs still train, gate and
+    register, but promote nothing until an admin calls UnpinModel.
+    """
+    UnpinModel: _aio.UnaryUnaryMultiCallable[_predictions_pb2.UnpinModelRequest, _predictions_pb2.UnpinModelResponse]  # type: ignore[assignment]
+    """UnpinModel lifts the pin a rollback put on the champion: from the next
+    run on, the promotion gate may promote again. Nothing changes what is
+    served now.
     """
     ServeChampion: _aio.UnaryUnaryMultiCallable[_predictions_pb2.ServeChampionRequest, _predictions_pb2.ServeChampionResponse]  # type: ignore[assignment]
     """ServeChampion switches the model service to the registry's champion, and
@@ -144,7 +158,20 @@ class PredictionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_predictions_pb2.UpdateModelResponse, _abc.Awaitable[_predictions_pb2.UpdateModelResponse]]:
         """UpdateModel switches the model service to a registered version: by
         default the registry's champion; with a version, that version becomes the
-        champion (a rollback, recorded as a manual decision) and is served.
+        champion (a rollback, recorded as a manual decision by the caller) and is
+        served, and the champion is pinned: retraining runs still train, gate and
+        register, but promote nothing until an admin calls UnpinModel.
+        """
+
+    @_abc_1.abstractmethod
+    def UnpinModel(
+        self,
+        request: _predictions_pb2.UnpinModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_predictions_pb2.UnpinModelResponse, _abc.Awaitable[_predictions_pb2.UnpinModelResponse]]:
+        """UnpinModel lifts the pin a rollback put on the champion: from the next
+        run on, the promotion gate may promote again. Nothing changes what is
+        served now.
         """
 
     @_abc_1.abstractmethod
