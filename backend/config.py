@@ -130,6 +130,15 @@ class Settings(BaseSettings):
     auth_token_ttl_s: int = Field(
         default=1800, ge=10, le=86_400, description="How long an access token from Login is valid."
     )
+    auth_user_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How long each process keeps a user's state (role, disabled, token version) before"
+        " reading it again: a change made through another replica or the CLI (a disable, a new role,"
+        " a new password) applies here within this time; one made through this process, at once."
+        " 0 reads it on every call.",
+    )
     allow_anonymous_reads: bool = Field(
         default=False,
         description="Let callers without a token list fruits, read the model and predict (READ rows).",

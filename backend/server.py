@@ -43,6 +43,7 @@ from backend.auth.policy import POLICY
 from backend.auth.repository import UserRepository
 from backend.auth.servicer import AuthServicer
 from backend.auth.tokens import TokenCodec
+from backend.auth.user_states import UserStates
 from backend.config import Settings
 from backend.fruits.page_tokens import PageTokenCodec
 from backend.fruits.repository import FruitRepository
@@ -164,6 +165,7 @@ def open_accounts(mongo: AsyncMongoClient[Document], settings: Settings, tokens:
     password = settings.first_admin_password.get_secret_value()
     return Accounts(
         users,
+        states=UserStates(users, cache_s=settings.auth_user_cache_s),
         tokens=tokens,
         passwords=Passwords(),
         limit=LoginLimit(max_attempts=settings.login_max_attempts, window_s=settings.login_window_s),
@@ -201,7 +203,10 @@ def create_server(settings: Settings, services: Services) -> tuple[BackendServer
     interceptors = [
         ErrorMappingInterceptor(),
         AuthInterceptor(
-            policy=POLICY, tokens=services.tokens, allow_anonymous_reads=settings.allow_anonymous_reads
+            policy=POLICY,
+            tokens=services.tokens,
+            users=services.accounts.states,
+            allow_anonymous_reads=settings.allow_anonymous_reads,
         ),
     ]
     server = aio.server(interceptors=interceptors, options=MESSAGE_SIZE_OPTIONS)

@@ -1,13 +1,16 @@
 """Accounts: login (with the failed-login limit), user administration and the first admin.
 
 The servicer and the CLI (`python -m backend.auth`) both go through this class, so a rule (the
-password length, "the last admin stays an admin") holds whichever way a user is changed.
+password length, "the last admin stays an admin") holds whichever way a user is changed. Every
+change forgets the user's cached state in this process (backend.auth.user_states), so it applies to
+the next call here at once.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from backend.auth.passwords import Passwords
 from backend.auth.repository import User, UserRepository
 from backend.auth.roles import Role
 from backend.auth.tokens import IssuedToken, TokenCodec
+from backend.auth.user_states import UserStates
 from backend.auth.validation import PASSWORD_MAX, check_new_password, normalize_username
 from backend.exceptions import (
     AlreadyExists,
@@ -51,14 +55,22 @@ class Accounts:
         limit: LoginLimit,
         first_admin: tuple[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        states: UserStates | None = None,
     ) -> None:
         self._users = users
+        # The server passes the cache its interceptor reads; alone (the CLI, tests), a cache nobody shares.
+        self._states = states or UserStates(users, cache_s=0)
         # (username, password) of the admin to create once MongoDB answers, or None.
         self._first_admin = first_admin
         self._tokens = tokens
         self._passwords = passwords
         self._limit = limit
         self._clock = clock
+
+    @property
+    def states(self) -> UserStates:
+        """The per-process cache of users' states that the policy interceptor checks every call with."""
+        return self._states
 
     async def login(self, *, username: str, password: str, time_left: float | None = None) -> IssuedToken:
         name = normalize_username(username)
@@ -79,7 +91,9 @@ class Accounts:
             raise Unauthenticated("wrong username or password")
         assert stored is not None
         await self._users.clear_login_attempts(username=name, time_left=time_left)
-        return self._tokens.issue(username=name, role=stored.user.role)
+        if stored.user.disabled:
+            raise Unauthenticated(f"user {name!r} is disabled; an admin can enable it")
+        return self._tokens.issue(username=name, role=stored.user.role, version=stored.token_version)
 
     async def create_user(
         self, *, username: str, password: str, role: Role, time_left: float | None = None
@@ -87,9 +101,15 @@ class Accounts:
         name = normalize_username(username)
         check_new_password(password)
         password_hash = await self._passwords.hash(password)
+        # A random first version: the tokens of a deleted user never fit a new user of that name.
         user = await self._users.create(
-            username=name, password_hash=password_hash, role=role, time_left=time_left
+            username=name,
+            password_hash=password_hash,
+            role=role,
+            token_version=secrets.randbits(31),
+            time_left=time_left,
         )
+        self._states.forget(name)
         logger.info("user %r created with role %s", name, role.label)
         return user
 
@@ -98,17 +118,23 @@ class Accounts:
         current = await self._users.get(username=name, time_left=time_left)
         if current is None:
             raise NotFound(f"no user named {name!r}")
+        if role is not Role.ADMIN:
+            await self._keep_an_admin(current.user, "changing this one's role", time_left=time_left)
+        user = await self._users.set_role(username=name, role=role, time_left=time_left)
+        self._states.forget(name)  # the role is read on every call: the new one applies at once
+        logger.info("user %r now has role %s", name, role.label)
+        return user
+
+    async def _keep_an_admin(self, user: User, doing: str, *, time_left: float | None) -> None:
+        """Refuse a change that would leave no admin who can sign in."""
         if (
-            current.user.role is Role.ADMIN
-            and role is not Role.ADMIN
+            user.role is Role.ADMIN
+            and not user.disabled
             and await self._users.count_admins(time_left=time_left) <= 1
         ):
             raise FailedPrecondition(
-                f"{name!r} is the last admin; make another user admin before changing this one's role"
+                f"{user.username!r} is the last admin; make another user admin before {doing}"
             )
-        user = await self._users.set_role(username=name, role=role, time_left=time_left)
-        logger.info("user %r now has role %s", name, role.label)
-        return user
 
     async def list_users(self, *, time_left: float | None = None) -> list[User]:
         return await self._users.list(time_left=time_left)

@@ -3,6 +3,10 @@
 It sits inside ErrorMappingInterceptor: a refused call is answered by a stand-in handler that
 raises Unauthenticated or PermissionDenied, which the error mapping turns into the status, as for
 any other backend error. Public methods pass through untouched, at the cost of one dict lookup.
+
+A valid token is not enough: the user must still exist, not be disabled, hold the token's version,
+and their CURRENT role (not the one in the token) must be allowed by the method's rule. That state
+comes from backend.auth.user_states (cached per process for AUTH_USER_CACHE_S).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import grpc
 from grpc import aio
 
 from backend.auth.policy import Rule
-from backend.auth.tokens import Principal, TokenCodec
+from backend.auth.tokens import SIGN_IN_AGAIN, Principal, TokenCodec
+from backend.auth.user_states import UserStates
 from backend.exceptions import FruitstackError, PermissionDenied, Unauthenticated
 
 logger = logging.getLogger(__name__)
@@ -41,15 +46,16 @@ def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | No
     return None
 
 
-def authorize(
+async def authorize(
     method: str,
     rule: Rule | None,
     token: str | None,
     *,
     tokens: TokenCodec,
+    users: UserStates,
     allow_anonymous_reads: bool,
 ) -> Principal | None:
-    """The caller's principal (None: anonymous, allowed), or the refusal as an exception."""
+    """The caller's principal with their current role (None: anonymous, allowed), or the refusal."""
     name = method.lstrip("/")
     if rule is None:
         raise PermissionDenied(
@@ -62,11 +68,22 @@ def authorize(
             return None
         raise Unauthenticated(f"{name} needs a signed-in user with {rule.describe()}; {HOW_TO_SIGN_IN}")
     principal = tokens.verify(token)
-    if principal.role < rule.role:
-        raise PermissionDenied(
-            f"{name} needs {rule.describe()}; user {principal.username!r} has role {principal.role.label}"
+    user = principal.username
+    state = await users.current(user)
+    if state is None:
+        raise Unauthenticated(f"user {user!r} no longer exists; its access tokens are void")
+    if state.disabled:
+        raise Unauthenticated(f"user {user!r} is disabled; an admin can enable it (AuthService/EnableUser)")
+    if state.token_version != principal.version:
+        raise Unauthenticated(
+            f"this access token of {user!r} was revoked (the password was changed or the user"
+            f" disabled since it was issued); {SIGN_IN_AGAIN}"
         )
-    return principal
+    if not rule.allows(state.role):
+        raise PermissionDenied(f"{name} needs {rule.describe()}; user {user!r} has role {state.role.label}")
+    if state.role is principal.role:
+        return principal
+    return Principal(principal.username, state.role, principal.expires_at, principal.version)
 
 
 def _refusal(
@@ -94,10 +111,16 @@ def _refusal(
 
 class AuthInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(
-        self, *, policy: Mapping[str, Rule], tokens: TokenCodec, allow_anonymous_reads: bool
+        self,
+        *,
+        policy: Mapping[str, Rule],
+        tokens: TokenCodec,
+        users: UserStates,
+        allow_anonymous_reads: bool,
     ) -> None:
         self._policy = policy
         self._tokens = tokens
+        self._users = users
         self._allow_anonymous_reads = allow_anonymous_reads
 
     async def intercept_service(
@@ -113,11 +136,12 @@ class AuthInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
         if rule is not None and rule.role is None:
             return handler
         try:
-            authorize(
+            await authorize(
                 method,
                 rule,
                 bearer_token(handler_call_details.invocation_metadata),
                 tokens=self._tokens,
+                users=self._users,
                 allow_anonymous_reads=self._allow_anonymous_reads,
             )
         except FruitstackError as exc:

@@ -7,6 +7,7 @@ tests/backend/auth/test_policy.py fails until every method of every fruitstack.v
 - PUBLIC: anyone, no token (health, reflection, and Login itself).
 - READ: a signed-in viewer or better; also callers without a token when ALLOW_ANONYMOUS_READS is
   true. Predictions are reads: they change nothing.
+- SIGNED_IN: any signed-in user, never an anonymous caller (changing one's own password).
 - EDIT: an editor or an admin: changes to the fruit store, and feedback labels (they become
   training data).
 - ADMIN: an admin: the model in service (updates, rollbacks, retraining) and the users.
@@ -29,6 +30,10 @@ class Rule:
     # Without any token, allowed when ALLOW_ANONYMOUS_READS is true.
     anonymous_read: bool = False
 
+    def allows(self, role: Role) -> bool:
+        """Whether a user of `role` may call the method: every role check goes through here."""
+        return self.role is None or role >= self.role
+
     def describe(self) -> str:
         if self.role is None:
             return "anyone"
@@ -40,6 +45,7 @@ class Rule:
 
 PUBLIC = Rule(role=None)
 READ = Rule(role=Role.VIEWER, anonymous_read=True)
+SIGNED_IN = Rule(role=Role.VIEWER)
 EDIT = Rule(role=Role.EDITOR)
 ADMIN = Rule(role=Role.ADMIN)
 

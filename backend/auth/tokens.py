@@ -1,7 +1,9 @@
-"""Signed access tokens: JWTs (HS256, PyJWT) naming a user and a role, valid for a short while.
+"""Signed access tokens: JWTs (HS256, PyJWT) naming a user and their token version, for a short while.
 
-The role is in the token, so a call needs no database read to be authorized; the price is that a
-role change takes effect at the user's next login (tokens live AUTH_TOKEN_TTL_S at most).
+The token says who; what that user may do now is read on every call (backend.auth.user_states):
+their current role, whether they are disabled, and whether the token's version (`ver`) is still
+theirs. Raising a user's version (a new password, a disable) revokes every token issued before.
+The `role` claim is what the user had at sign-in, for the client's information only.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ class Principal:
     """Who a valid token speaks for."""
 
     username: str
-    role: Role
+    role: Role  # at sign-in; authorization uses the user's current role
     expires_at: float  # seconds since the epoch
+    version: int = 0  # the user's token version when it was issued
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +50,20 @@ class TokenCodec:
         self._clock = clock
         self._verified: dict[str, Principal] = {}
 
-    def issue(self, *, username: str, role: Role) -> IssuedToken:
+    def issue(self, *, username: str, role: Role, version: int) -> IssuedToken:
         now = int(self._clock())
         expires_at = now + int(self._ttl_s)
-        claims = {"iss": ISSUER, "sub": username, "role": role.label, "iat": now, "exp": expires_at}
+        claims = {
+            "iss": ISSUER,
+            "sub": username,
+            "role": role.label,
+            "ver": version,
+            "iat": now,
+            "exp": expires_at,
+        }
         token = jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
-        return IssuedToken(token, Principal(username=username, role=role, expires_at=expires_at))
+        principal = Principal(username=username, role=role, expires_at=expires_at, version=version)
+        return IssuedToken(token, principal)
 
     def verify(self, token: str) -> Principal:
         """The principal of a token this server signed and that has not expired; else Unauthenticated."""
@@ -79,13 +90,20 @@ class TokenCodec:
                 algorithms=[_ALGORITHM],  # never "none", never a key confusion with another algorithm
                 issuer=ISSUER,
                 # Expiry is checked below against this codec's clock (PyJWT reads the system clock).
-                options={"require": ["exp", "iat", "sub", "iss"], "verify_exp": False, "verify_iat": False},
+                options={
+                    "require": ["exp", "iat", "sub", "iss", "ver"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
             )
             expires_at = float(claims["exp"])
             role = Role[str(claims["role"]).upper()]
+            version = claims["ver"]
+            if type(version) is not int:
+                raise TypeError("ver")
         except (jwt.InvalidTokenError, KeyError, TypeError, ValueError):
             raise Unauthenticated(
                 f"the access token is not valid (not signed by this server, or altered); {SIGN_IN_AGAIN}"
             ) from None
         self._check_expiry(expires_at)
-        return Principal(username=str(claims["sub"]), role=role, expires_at=expires_at)
+        return Principal(username=str(claims["sub"]), role=role, expires_at=expires_at, version=version)

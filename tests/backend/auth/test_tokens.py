@@ -34,7 +34,7 @@ def tampered(token: str, **changes: object) -> str:
 
 
 def test_a_token_names_its_user_role_and_expiry() -> None:
-    issued = codec().issue(username="alice", role=Role.EDITOR)
+    issued = codec().issue(username="alice", role=Role.EDITOR, version=0)
     principal = codec(now=NOW + 599).verify(issued.token)
 
     assert (principal.username, principal.role) == ("alice", Role.EDITOR)
@@ -42,7 +42,7 @@ def test_a_token_names_its_user_role_and_expiry() -> None:
 
 
 def test_an_expired_token_is_refused_saying_when_it_expired() -> None:
-    old = codec(now=NOW - 3600).issue(username="alice", role=Role.EDITOR).token
+    old = codec(now=NOW - 3600).issue(username="alice", role=Role.EDITOR, version=0).token
 
     with pytest.raises(
         Unauthenticated, match=r"the access token expired at 2027-01-15 07:10:00 UTC; sign in"
@@ -59,7 +59,9 @@ def test_an_expired_token_is_refused_saying_when_it_expired() -> None:
         pytest.param(lambda t: t[:-3] + ("AAA" if t[-3:] != "AAA" else "BBB"), id="signature-changed"),
         pytest.param(
             lambda t: (
-                codec(key=b"another-key-of-at-least-32-bytes!!").issue(username="a", role=Role.ADMIN).token
+                codec(key=b"another-key-of-at-least-32-bytes!!")
+                .issue(username="a", role=Role.ADMIN, version=0)
+                .token
             ),
             id="other-key",
         ),
@@ -75,7 +77,7 @@ def test_an_expired_token_is_refused_saying_when_it_expired() -> None:
     ],
 )
 def test_a_tampered_or_foreign_token_is_refused(forge: object) -> None:
-    token = codec().issue(username="alice", role=Role.VIEWER).token
+    token = codec().issue(username="alice", role=Role.VIEWER, version=0).token
     forged = forge(token)  # type: ignore[operator]
 
     with pytest.raises(Unauthenticated, match="the access token is not valid"):
@@ -86,7 +88,11 @@ async def test_the_server_refuses_expired_and_tampered_tokens(backend: RunningBa
     stub = fruits_pb2_grpc.FruitServiceStub(backend.plain_channel)
     request = fruits_pb2.AddFruitRequest(name="plum")
     good = mint_token(Role.EDITOR)
-    expired = TokenCodec(KEY, ttl_s=60, clock=lambda: 1_000_000.0).issue(username="e", role=Role.EDITOR).token
+    expired = (
+        TokenCodec(KEY, ttl_s=60, clock=lambda: 1_000_000.0)
+        .issue(username="e", role=Role.EDITOR, version=0)
+        .token
+    )
 
     await stub.AddFruit(request, metadata=bearer(good), timeout=10)
     for token, words in [
@@ -117,7 +123,7 @@ def test_a_remembered_token_still_expires() -> None:
     """The cache of verified tokens never outlives a token: expiry is checked on every hit."""
     clock = [NOW]
     tokens = TokenCodec(KEY, ttl_s=600, clock=lambda: clock[0])
-    token = tokens.issue(username="alice", role=Role.VIEWER).token
+    token = tokens.issue(username="alice", role=Role.VIEWER, version=0).token
     assert tokens.verify(token).username == "alice"
     assert tokens.verify(token).username == "alice"  # from the cache
 
