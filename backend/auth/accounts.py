@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from backend.auth.passwords import Passwords
-from backend.auth.repository import User, UserRepository
+from backend.auth.repository import StoredUser, User, UserRepository
 from backend.auth.roles import Role
 from backend.auth.tokens import IssuedToken, TokenCodec
 from backend.auth.user_states import UserStates
@@ -124,6 +124,65 @@ class Accounts:
         self._states.forget(name)  # the role is read on every call: the new one applies at once
         logger.info("user %r now has role %s", name, role.label)
         return user
+
+    async def set_disabled(self, *, username: str, disabled: bool, time_left: float | None = None) -> User:
+        """Disable a user (their tokens are refused from their next call; enabling them again does
+        not bring those tokens back) or enable one. The last admin who can sign in stays enabled."""
+        name = normalize_username(username)
+        current = await self._users.get(username=name, time_left=time_left)
+        if current is None:
+            raise NotFound(f"no user named {name!r}")
+        if disabled:
+            await self._keep_an_admin(current.user, "disabling this one", time_left=time_left)
+        user = await self._users.set_disabled(username=name, disabled=disabled, time_left=time_left)
+        self._states.forget(name)
+        logger.info("user %r %s", name, "disabled" if disabled else "enabled")
+        return user
+
+    async def delete_user(self, *, username: str, time_left: float | None = None) -> None:
+        """Delete a user; their tokens are refused from their next call. Never the last admin."""
+        name = normalize_username(username)
+        current = await self._users.get(username=name, time_left=time_left)
+        if current is None:
+            raise NotFound(f"no user named {name!r}")
+        await self._keep_an_admin(current.user, "deleting this one", time_left=time_left)
+        await self._users.delete(username=name, time_left=time_left)
+        self._states.forget(name)
+        logger.info("user %r deleted", name)
+
+    async def change_password(
+        self, *, username: str, old_password: str, new_password: str, time_left: float | None = None
+    ) -> IssuedToken:
+        """A user's own change: the old password must match. Every token issued before is revoked;
+        the answer is a new token, so the caller stays signed in."""
+        name = normalize_username(username)
+        check_new_password(new_password)
+        if len(old_password) > PASSWORD_MAX:
+            raise InvalidArgument(f"password must be at most {PASSWORD_MAX} characters long")
+        stored = await self._users.get(username=name, time_left=time_left)
+        if stored is None or not await self._passwords.verify(stored.password_hash, old_password):
+            raise Unauthenticated("the current password is wrong; the password was not changed")
+        if old_password == new_password:
+            raise InvalidArgument("the new password is the current one; choose another")
+        changed = await self._store_password(name, new_password, time_left=time_left)
+        logger.info("user %r changed their password", name)
+        return self._tokens.issue(username=name, role=changed.user.role, version=changed.token_version)
+
+    async def reset_password(self, *, username: str, password: str, time_left: float | None = None) -> User:
+        """An admin sets another user's password (no old one needed); the user's tokens are revoked."""
+        name = normalize_username(username)
+        check_new_password(password)
+        changed = await self._store_password(name, password, time_left=time_left)
+        logger.info("the password of %r was reset", name)
+        return changed.user
+
+    async def _store_password(self, name: str, password: str, *, time_left: float | None) -> StoredUser:
+        password_hash = await self._passwords.hash(password)
+        changed = await self._users.set_password_hash(
+            username=name, password_hash=password_hash, revoke=True, time_left=time_left
+        )
+        self._states.forget(name)
+        return changed
 
     async def _keep_an_admin(self, user: User, doing: str, *, time_left: float | None) -> None:
         """Refuse a change that would leave no admin who can sign in."""

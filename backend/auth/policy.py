@@ -61,6 +61,12 @@ POLICY: Mapping[str, Rule] = MappingProxyType(
         "/fruitstack.v1.AuthService/CreateUser": ADMIN,
         "/fruitstack.v1.AuthService/SetUserRole": ADMIN,
         "/fruitstack.v1.AuthService/ListUsers": ADMIN,
+        "/fruitstack.v1.AuthService/DisableUser": ADMIN,
+        "/fruitstack.v1.AuthService/EnableUser": ADMIN,
+        "/fruitstack.v1.AuthService/DeleteUser": ADMIN,
+        "/fruitstack.v1.AuthService/ResetPassword": ADMIN,
+        # One's own password: any signed-in user, never an anonymous caller.
+        "/fruitstack.v1.AuthService/ChangePassword": SIGNED_IN,
         # FruitService
         "/fruitstack.v1.FruitService/ListFruits": READ,
         "/fruitstack.v1.FruitService/SummarizeFruits": READ,

@@ -95,6 +95,10 @@ def test_the_rows_say_what_the_issue_asks() -> None:
     assert rule("MonitoringService/RecordFeedback").role is Role.EDITOR  # labels become training data
     assert rule("MonitoringService/GetDriftReport").anonymous_read
     assert rule("AuthService/CreateUser").role is Role.ADMIN
+    for name in ("DisableUser", "EnableUser", "DeleteUser", "ResetPassword"):
+        assert rule(f"AuthService/{name}").role is Role.ADMIN
+    # One's own password: anyone signed in, but never without a token.
+    assert rule("AuthService/ChangePassword") == Rule(role=Role.VIEWER, anonymous_read=False)
     assert rule("FruitService/ListFruits").anonymous_read
     assert not rule("FruitService/AddFruit").anonymous_read
 

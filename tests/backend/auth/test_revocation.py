@@ -9,9 +9,8 @@ import pytest
 from fruitstack.v1 import auth_pb2, auth_pb2_grpc, fruits_pb2, fruits_pb2_grpc
 from grpc import aio
 
-from backend.auth.repository import UserRepository
 from backend.auth.roles import Role
-from backend.server import open_mongo
+from backend.server import access_tokens, open_accounts, open_mongo
 from tests.fixtures.backend import RunningBackend, backend_settings, bearer, mint_token, running_backend
 
 LIST_USERS = auth_pb2.ListUsersRequest()
@@ -63,9 +62,7 @@ async def test_a_change_made_elsewhere_applies_within_the_cache_time(
             )
         # Disabled by a third process (as `python -m backend.auth disable bo` would).
         async with open_mongo(slow) as mongo:
-            await UserRepository(mongo, database=mongodb_database, timeout_s=5).set_disabled(
-                username="bo", disabled=True
-            )
+            await open_accounts(mongo, slow, access_tokens(slow)).set_disabled(username="bo", disabled=True)
         # The replica that keeps states 60 s lets bo in until then; the other refuses at once.
         await fruits_pb2_grpc.FruitServiceStub(caching.plain_channel).ListFruits(
             LIST_FRUITS, metadata=token, timeout=10

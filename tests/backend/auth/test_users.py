@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
-from fruitstack.v1 import auth_pb2, auth_pb2_grpc
+from fruitstack.v1 import auth_pb2, auth_pb2_grpc, fruits_pb2, fruits_pb2_grpc
 from grpc import aio
 from pydantic import SecretStr
 
@@ -181,3 +181,32 @@ async def test_the_cli_creates_users_changes_roles_and_lists(
         auth_pb2.LoginRequest(username="carol", password="carol-password"), timeout=10
     )
     assert answer.user.role == auth_pb2.ROLE_EDITOR
+    token = (("authorization", f"Bearer {answer.access_token}"),)
+    fruits = fruits_pb2_grpc.FruitServiceStub(backend.plain_channel)
+    await fruits.ListFruits(fruits_pb2.ListFruitsRequest(), metadata=token, timeout=10)
+
+    # The lifecycle: each change is seen by the running backend (its cache of users' states is not
+    # told: this test's backend re-reads a state at most AUTH_USER_CACHE_S later).
+    assert await run("disable", "carol") == (0, "carol is disabled\n")
+    code, out = await run("list")
+    assert [line.split()[-1] for line in out.splitlines() if line.startswith("carol")] == ["disabled"]
+    assert await run("enable", "carol") == (0, "carol is enabled\n")
+    assert await run("reset-password", "carol", "--password-stdin", stdin="carol-password-2\n") == (
+        0,
+        "the password of carol is reset; their tokens are revoked\n",
+    )
+    assert await run(
+        "change-password", "carol", "--password-stdin", stdin="carol-password-2\ncarol-password-3\n"
+    ) == (0, "the password of carol is changed; their older tokens are revoked\n")
+    assert await run(
+        "change-password", "carol", "--password-stdin", stdin="wrong-password\ncarol-password-4\n"
+    ) == (
+        1,
+        "backend.auth: the current password is wrong; the password was not changed\n",
+    )
+    assert await run("delete", "admin") == (
+        1,
+        "backend.auth: 'admin' is the last admin; make another user admin before deleting this one\n",
+    )
+    assert await run("delete", "carol") == (0, "deleted carol\n")
+    assert await run("delete", "carol") == (1, "backend.auth: no user named 'carol'\n")
