@@ -125,7 +125,12 @@ class BackendServer:
 
 
 def access_tokens(settings: Settings) -> TokenCodec:
-    return TokenCodec(settings.auth_token_secret.get_secret_value().encode(), ttl_s=settings.auth_token_ttl_s)
+    previous = settings.auth_token_previous_secret.get_secret_value()
+    return TokenCodec(
+        settings.auth_token_secret.get_secret_value().encode(),
+        ttl_s=settings.auth_token_ttl_s,
+        previous=previous.encode() if previous else None,
+    )
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
