@@ -23,11 +23,13 @@ from backend.auth.user_states import UserStates
 from backend.auth.validation import PASSWORD_MAX, check_new_password, normalize_username
 from backend.exceptions import (
     AlreadyExists,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     ResourceExhausted,
     Unauthenticated,
+    Unavailable,
 )
 
 logger = logging.getLogger(__name__)
@@ -93,7 +95,26 @@ class Accounts:
         await self._users.clear_login_attempts(username=name, time_left=time_left)
         if stored.user.disabled:
             raise Unauthenticated(f"user {name!r} is disabled; an admin can enable it")
+        await self._upgrade_hash(name, stored.password_hash, password, time_left=time_left)
         return self._tokens.issue(username=name, role=stored.user.role, version=stored.token_version)
+
+    async def _upgrade_hash(
+        self, name: str, password_hash: str, password: str, *, time_left: float | None
+    ) -> None:
+        """Rehash a password made with older argon2 parameters, now that we hold it (at sign-in)."""
+        if not self._passwords.needs_rehash(password_hash):
+            return
+        try:
+            new_hash = await self._passwords.hash(password)
+            swapped = await self._users.replace_password_hash(
+                username=name, old_hash=password_hash, new_hash=new_hash, time_left=time_left
+            )
+        except (Unavailable, DeadlineExceeded) as exc:
+            # The sign-in itself succeeded; the upgrade waits for the next one.
+            logger.warning("password hash of %r not upgraded: %s", name, exc.message)
+            return
+        if swapped:
+            logger.info("password hash of %r upgraded to the current argon2 parameters", name)
 
     async def create_user(
         self, *, username: str, password: str, role: Role, time_left: float | None = None

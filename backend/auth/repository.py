@@ -163,6 +163,17 @@ class UserRepository:
             raise NotFound(f"no user named {username!r}")
         return StoredUser(_to_user(doc), doc["password_hash"], int(doc.get("token_version", 0)))
 
+    async def replace_password_hash(
+        self, *, username: str, old_hash: str, new_hash: str, time_left: float | None = None
+    ) -> bool:
+        """Swap a hash for a rehash of the same password, only if it is still the stored one (a
+        password changed meanwhile wins); the token version stays. True when swapped."""
+        async with self._mongo.bounded("upgrade the password hash", time_left):
+            result = await self._users.update_one(
+                {"_id": username, "password_hash": old_hash}, {"$set": {"password_hash": new_hash}}
+            )
+        return result.modified_count == 1
+
     async def delete(self, *, username: str, time_left: float | None = None) -> None:
         async with self._mongo.bounded("delete the user", time_left):
             result = await self._users.delete_one({"_id": username})
