@@ -18,6 +18,7 @@ from frontend.modules.monitoring import monitoring_server, monitoring_ui
 from frontend.modules.predict import predict_server, predict_ui
 from frontend.modules.retraining import retraining_server, retraining_ui
 from frontend.modules.status import status_server, status_ui
+from frontend.modules.users import users_server, users_ui
 
 _CSS = """
 .status-dot { display: inline-block; width: .5em; height: .5em; border-radius: 50%;
@@ -35,6 +36,7 @@ def app_ui() -> ui.Tag:
         ui.nav_panel("Bulk scoring", bulk_ui("bulk"), value="bulk"),
         ui.nav_panel("Model", model_ui("model"), retraining_ui("retraining"), value="model"),
         ui.nav_panel("Monitoring", monitoring_ui("monitoring"), value="monitoring"),
+        ui.nav_panel("Users", users_ui("users"), value="users"),
         ui.nav_spacer(),
         ui.nav_control(status_ui("status")),
         ui.nav_control(auth_ui("auth")),
@@ -81,6 +83,7 @@ def create_app(settings: Settings | None = None, *, client: FruitstackClient | N
         predict_server("predict", client=client, model=model, health=health, user=auth.user)
         bulk_server("bulk", client=client, model=model, health=health, chunk_rows=settings.bulk_chunk_rows)
         monitoring_server("monitoring", client=client, health=health, refresh_s=settings.monitoring_refresh_s)
+        users_server("users", client=client, credentials=credentials, user=auth.user)
         retraining_server(
             "retraining",
             client=client,
