@@ -89,8 +89,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> str:
             user = await accounts.set_disabled(username=args.username, disabled=disabled)
             return f"{user.username} is {'disabled' if disabled else 'enabled'}"
         if args.command == "delete":
-            await accounts.delete_user(username=args.username)
-            return f"deleted {args.username.strip().lower()}"
+            return f"deleted {await accounts.delete_user(username=args.username)}"
         if args.command == "reset-password":
             user = await accounts.reset_password(
                 username=args.username, password=_read_password(args.password_stdin, "new password")

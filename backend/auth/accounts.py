@@ -160,8 +160,9 @@ class Accounts:
         logger.info("user %r %s", name, "disabled" if disabled else "enabled")
         return user
 
-    async def delete_user(self, *, username: str, time_left: float | None = None) -> None:
-        """Delete a user; their tokens are refused from their next call. Never the last admin."""
+    async def delete_user(self, *, username: str, time_left: float | None = None) -> str:
+        """Delete a user (their tokens are refused from their next call; never the last admin); the
+        stored name."""
         name = normalize_username(username)
         current = await self._users.get(username=name, time_left=time_left)
         if current is None:
@@ -170,6 +171,7 @@ class Accounts:
         await self._users.delete(username=name, time_left=time_left)
         self._states.forget(name)
         logger.info("user %r deleted", name)
+        return name
 
     async def change_password(
         self, *, username: str, old_password: str, new_password: str, time_left: float | None = None

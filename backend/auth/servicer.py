@@ -98,8 +98,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def DeleteUser(
         self, request: auth_pb2.DeleteUserRequest, context: Context
     ) -> auth_pb2.DeleteUserResponse:
-        await self._accounts.delete_user(username=request.username, time_left=context.time_remaining())
-        logger.info("%r deleted %r", self._caller(context), request.username)
+        name = await self._accounts.delete_user(username=request.username, time_left=context.time_remaining())
+        logger.info("%r deleted %r", self._caller(context), name)
         return auth_pb2.DeleteUserResponse()
 
     async def ChangePassword(

@@ -102,8 +102,8 @@ class AuthServiceServicer:
 
     def Login(self, request, context):
         """Login checks a username and password and returns a short-lived signed
-        access token. Wrong credentials are UNAUTHENTICATED; after repeated
-        failures for one username, RESOURCE_EXHAUSTED for a while.
+        access token. Wrong credentials, or a disabled user, are UNAUTHENTICATED;
+        after repeated failures for one username, RESOURCE_EXHAUSTED for a while.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -43,8 +43,8 @@ class AuthServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AuthServiceAsyncStub: ...
     Login: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]
     """Login checks a username and password and returns a short-lived signed
-    access token. Wrong credentials are UNAUTHENTICATED; after repeated
-    failures for one username, RESOURCE_EXHAUSTED for a while.
+    access token. Wrong credentials, or a disabled user, are UNAUTHENTICATED;
+    after repeated failures for one username, RESOURCE_EXHAUSTED for a while.
     """
     CreateUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateUserRequest, _auth_pb2.CreateUserResponse]
     """CreateUser adds a user (admin only); ALREADY_EXISTS if the name is taken."""
@@ -90,8 +90,8 @@ class AuthServiceAsyncStub(AuthServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Login: _aio.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]  # type: ignore[assignment]
     """Login checks a username and password and returns a short-lived signed
-    access token. Wrong credentials are UNAUTHENTICATED; after repeated
-    failures for one username, RESOURCE_EXHAUSTED for a while.
+    access token. Wrong credentials, or a disabled user, are UNAUTHENTICATED;
+    after repeated failures for one username, RESOURCE_EXHAUSTED for a while.
     """
     CreateUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateUserRequest, _auth_pb2.CreateUserResponse]  # type: ignore[assignment]
     """CreateUser adds a user (admin only); ALREADY_EXISTS if the name is taken."""
@@ -140,8 +140,8 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.LoginResponse, _abc.Awaitable[_auth_pb2.LoginResponse]]:
         """Login checks a username and password and returns a short-lived signed
-        access token. Wrong credentials are UNAUTHENTICATED; after repeated
-        failures for one username, RESOURCE_EXHAUSTED for a while.
+        access token. Wrong credentials, or a disabled user, are UNAUTHENTICATED;
+        after repeated failures for one username, RESOURCE_EXHAUSTED for a while.
         """
 
     @_abc_1.abstractmethod
