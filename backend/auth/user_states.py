@@ -49,14 +49,17 @@ class UserStates:
         # Raised by forget(): a read that started before a change must not store what it read.
         self._changes: dict[str, int] = {}
 
-    async def current(self, username: str) -> UserState | None:
-        """The user's state (None: no such user); Unavailable when it was never read and cannot be."""
+    async def current(self, username: str, *, time_left: float | None = None) -> UserState | None:
+        """The user's state (None: no such user); Unavailable when it was never read and cannot be.
+
+        time_left: the call's deadline, which bounds the read when this call starts one.
+        """
         entry = self._entries.get(username)
         if entry is not None and self._clock() - entry.read_at < self._cache_s:
             return entry.state
         read = self._reads.get(username)
         if read is None:
-            read = asyncio.create_task(self._read(username), name="user-state")
+            read = asyncio.create_task(self._read(username, time_left), name="user-state")
             # Retrieved here, so a failed read nobody waited for to the end is not logged as lost.
             read.add_done_callback(lambda task: task.cancelled() or task.exception())
             self._reads[username] = read
@@ -77,11 +80,11 @@ class UserStates:
         self._reads.pop(username, None)
         self._changes[username] = self._changes.get(username, 0) + 1
 
-    async def _read(self, username: str) -> UserState | None:
+    async def _read(self, username: str, time_left: float | None) -> UserState | None:
         changes = self._changes.get(username, 0)
         task = asyncio.current_task()
         try:
-            state = await self._users.get_state(username=username)
+            state = await self._users.get_state(username=username, time_left=time_left)
         finally:
             if self._reads.get(username) is task:
                 del self._reads[username]
