@@ -297,7 +297,12 @@ def bench(session: nox.Session) -> None:
     on. They print tables and write .artifacts/bench.json and .artifacts/bench-list.json.
     """
     _install_dev(session)
-    benches = {"predict": "bench.predict_bench", "list": "bench.list_bench", "drift": "bench.drift_bench"}
+    benches = {
+        "predict": "bench.predict_bench",
+        "list": "bench.list_bench",
+        "drift": "bench.drift_bench",
+        "auth": "bench.auth_bench",
+    }
     chosen, args = (session.posargs[0], session.posargs[1:]) if session.posargs else (None, [])
     if chosen is not None and chosen not in benches:
         session.error(f"unknown benchmark {chosen!r}; choose one of {', '.join(benches)}")

@@ -146,8 +146,25 @@ class Settings(BaseSettings):
             " random key per process, so every sign-in ends when the backend restarts."
         ),
     )
+    auth_token_previous_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "The signing key before the last rotation of AUTH_TOKEN_SECRET, accepted for verification"
+            " only: tokens it signed stay valid until they expire (AUTH_TOKEN_TTL_S at most), so a"
+            " rotation signs nobody out. Empty: none. Remove it AUTH_TOKEN_TTL_S after the rotation."
+        ),
+    )
     auth_token_ttl_s: int = Field(
         default=1800, ge=10, le=86_400, description="How long an access token from Login is valid."
+    )
+    auth_user_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How long each process keeps a user's state (role, disabled, token version) before"
+        " reading it again: a change made through another replica or the CLI (a disable, a new role,"
+        " a new password) applies here within this time; one made through this process, at once."
+        " 0 reads it on every call.",
     )
     allow_anonymous_reads: bool = Field(
         default=False,
@@ -321,6 +338,15 @@ class Settings(BaseSettings):
             raise ValueError("AUTH_TOKEN_SECRET is the placeholder; set a real secret or LOCAL_MODE=true")
         if len(token_secret) < AUTH_TOKEN_SECRET_MIN:
             raise ValueError(f"AUTH_TOKEN_SECRET must be at least {AUTH_TOKEN_SECRET_MIN} characters")
+        previous = self.auth_token_previous_secret.get_secret_value()
+        if previous and not self.local_mode and previous == PLACEHOLDER_AUTH_TOKEN_SECRET:
+            raise ValueError(
+                "AUTH_TOKEN_PREVIOUS_SECRET is the placeholder; anyone could sign tokens with it"
+            )
+        if previous and len(previous) < AUTH_TOKEN_SECRET_MIN:
+            raise ValueError(
+                f"AUTH_TOKEN_PREVIOUS_SECRET must be at least {AUTH_TOKEN_SECRET_MIN} characters"
+            )
         password = self.first_admin_password.get_secret_value()
         if password:
             if not self.local_mode and password == PLACEHOLDER_ADMIN_PASSWORD:

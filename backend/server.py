@@ -44,6 +44,7 @@ from backend.auth.policy import POLICY
 from backend.auth.repository import UserRepository
 from backend.auth.servicer import AuthServicer
 from backend.auth.tokens import TokenCodec
+from backend.auth.user_states import UserStates
 from backend.config import Settings
 from backend.fruits.page_tokens import PageTokenCodec
 from backend.fruits.repository import FruitRepository
@@ -123,7 +124,12 @@ class BackendServer:
 
 
 def access_tokens(settings: Settings) -> TokenCodec:
-    return TokenCodec(settings.auth_token_secret.get_secret_value().encode(), ttl_s=settings.auth_token_ttl_s)
+    previous = settings.auth_token_previous_secret.get_secret_value()
+    return TokenCodec(
+        settings.auth_token_secret.get_secret_value().encode(),
+        ttl_s=settings.auth_token_ttl_s,
+        previous=previous.encode() if previous else None,
+    )
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
@@ -183,6 +189,7 @@ def open_accounts(mongo: AsyncMongoClient[Document], settings: Settings, tokens:
     retrainer = settings.retrainer_password.get_secret_value()
     return Accounts(
         users,
+        states=UserStates(users, cache_s=settings.auth_user_cache_s),
         tokens=tokens,
         passwords=Passwords(concurrency=settings.login_hash_concurrency, queue=settings.login_hash_queue),
         limits=login_limits(mongo, settings),
@@ -222,7 +229,10 @@ def create_server(settings: Settings, services: Services) -> tuple[BackendServer
     interceptors = [
         ErrorMappingInterceptor(limits),
         AuthInterceptor(
-            policy=POLICY, tokens=services.tokens, allow_anonymous_reads=settings.allow_anonymous_reads
+            policy=POLICY,
+            tokens=services.tokens,
+            users=services.accounts.states,
+            allow_anonymous_reads=settings.allow_anonymous_reads,
         ),
     ]
     options = [

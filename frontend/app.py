@@ -27,6 +27,7 @@ from frontend.modules.monitoring import monitoring_server, monitoring_ui
 from frontend.modules.predict import predict_server, predict_ui
 from frontend.modules.retraining import retraining_server, retraining_ui
 from frontend.modules.status import status_server, status_ui
+from frontend.modules.users import users_server, users_ui
 
 WWW = Path(__file__).parent / "www"
 
@@ -52,6 +53,7 @@ def signed_in_ui(settings: Settings) -> TagChild:
         ),
         ui.nav_panel("Model", model_ui("model"), retraining_ui("retraining"), value="model"),
         ui.nav_panel("Monitoring", monitoring_ui("monitoring"), value="monitoring"),
+        ui.nav_panel("Users", users_ui("users"), value="users"),
         ui.nav_spacer(),
         ui.nav_control(status_ui("status")),
         ui.nav_control(who_ui("auth")),
@@ -60,7 +62,7 @@ def signed_in_ui(settings: Settings) -> TagChild:
     )
 
 
-def start_modules(settings: Settings, client: FruitstackClient, auth: Auth) -> None:
+def start_modules(settings: Settings, client: FruitstackClient, auth: Auth, credentials: Credentials) -> None:
     """The feature modules' servers: called once per session, when it first signs in."""
     health = status_server("status", client=client, poll_interval_s=settings.poll_interval_s)
     model = model_server(
@@ -89,6 +91,7 @@ def start_modules(settings: Settings, client: FruitstackClient, auth: Auth) -> N
         max_upload_bytes=settings.max_upload_bytes,
     )
     monitoring_server("monitoring", client=client, health=health, refresh_s=settings.monitoring_refresh_s)
+    users_server("users", client=client, credentials=credentials, user=auth.user)
     retraining_server(
         "retraining",
         client=client,
@@ -137,7 +140,7 @@ def create_app(
             if signed_in and not started:
                 started = True
                 with reactive.isolate():
-                    start_modules(settings, client, auth)
+                    start_modules(settings, client, auth, credentials)
 
         session.on_ended(lambda: uploads.revoke(session.id))
 

@@ -348,6 +348,28 @@ class SignedIn:
         return ROLES.index(self.role) >= ROLES.index(role)
 
 
+@dataclass(frozen=True)
+class UserAccount:
+    """A user as an admin sees it."""
+
+    username: str
+    role: str  # one of ROLES
+    created_at: datetime | None
+    disabled: bool
+
+
+def _account(message: auth_pb2.User) -> UserAccount:
+    return UserAccount(
+        username=message.username,
+        role=_ROLE_NAMES.get(message.role, "viewer"),
+        created_at=_timestamp(message.created_at, message.HasField("created_at")),
+        disabled=message.disabled,
+    )
+
+
+_ROLE_VALUES = {name: value for value, name in _ROLE_NAMES.items()}
+
+
 class Credentials:
     """One browser session's sign-in. Never shared: each session makes its own.
 
@@ -622,6 +644,44 @@ class FruitstackClient:
             token=response.access_token,
             expires_at=_timestamp(response.expires_at, response.HasField("expires_at")),
         )
+
+    async def change_password(self, *, old_password: str, new_password: str) -> str:
+        """Change the signed-in user's own password; the new token (the session's old one is revoked)."""
+        request = auth_pb2.ChangePasswordRequest(old_password=old_password, new_password=new_password)
+        response = await self._call(self._auth().ChangePassword, request)
+        return response.access_token
+
+    async def list_users(self) -> list[UserAccount]:
+        response = await self._call(self._auth().ListUsers, auth_pb2.ListUsersRequest())
+        return [_account(u) for u in response.users]
+
+    async def create_user(self, *, username: str, password: str, role: str) -> UserAccount:
+        request = auth_pb2.CreateUserRequest(
+            username=username, password=password, role=_ROLE_VALUES.get(role, auth_pb2.ROLE_UNSPECIFIED)
+        )
+        return _account((await self._call(self._auth().CreateUser, request)).user)
+
+    async def set_user_role(self, *, username: str, role: str) -> UserAccount:
+        request = auth_pb2.SetUserRoleRequest(
+            username=username, role=_ROLE_VALUES.get(role, auth_pb2.ROLE_UNSPECIFIED)
+        )
+        return _account((await self._call(self._auth().SetUserRole, request)).user)
+
+    async def set_user_disabled(self, *, username: str, disabled: bool) -> UserAccount:
+        if disabled:
+            response = await self._call(
+                self._auth().DisableUser, auth_pb2.DisableUserRequest(username=username)
+            )
+            return _account(response.user)
+        enabled = await self._call(self._auth().EnableUser, auth_pb2.EnableUserRequest(username=username))
+        return _account(enabled.user)
+
+    async def delete_user(self, *, username: str) -> None:
+        await self._call(self._auth().DeleteUser, auth_pb2.DeleteUserRequest(username=username))
+
+    async def reset_password(self, *, username: str, new_password: str) -> UserAccount:
+        request = auth_pb2.ResetPasswordRequest(username=username, new_password=new_password)
+        return _account((await self._call(self._auth().ResetPassword, request)).user)
 
     # FruitService
 

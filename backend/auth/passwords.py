@@ -55,6 +55,14 @@ class Passwords:
             async with self._slots:
                 return await asyncio.to_thread(self._hasher.hash, password)
 
+    def needs_rehash(self, password_hash: str) -> bool:
+        """Whether the hash was made with other parameters than this hasher's (argon2-cffi reads them
+        from the hash itself, no hashing), so a sign-in should store a new one."""
+        try:
+            return self._hasher.check_needs_rehash(password_hash)
+        except InvalidHashError:
+            return False  # not an argon2 hash at all: nobody can sign in with it anyway
+
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """Whether password matches the hash; None (no such user) costs as much as a real check.
 

@@ -7,6 +7,7 @@ tests/backend/auth/test_policy.py fails until every method of every fruitstack.v
 - PUBLIC: anyone, no token (health, reflection, and Login itself).
 - READ: a signed-in viewer or better; also callers without a token when ALLOW_ANONYMOUS_READS is
   true. Predictions are reads: they change nothing.
+- SIGNED_IN: any signed-in user, never an anonymous caller (changing one's own password).
 - EDIT: an editor or an admin: changes to the fruit store, and feedback labels (they become
   training data).
 - ADMIN: an admin: the model in service (updates, rollbacks, retraining) and the users.
@@ -32,6 +33,7 @@ class Rule:
     anonymous_read: bool = False
 
     def allows(self, role: Role) -> bool:
+        """Whether a user of `role` may call the method: every role check goes through here."""
         return self.roles is None or role in self.roles
 
     def describe(self) -> str:
@@ -45,6 +47,8 @@ class Rule:
 
 PUBLIC = Rule(roles=None)
 READ = Rule(roles=Role.at_least(Role.VIEWER), anonymous_read=True)
+# Any signed-in person (never anonymous, never a service account): their own password.
+SIGNED_IN = Rule(roles=Role.at_least(Role.VIEWER))
 EDIT = Rule(roles=Role.at_least(Role.EDITOR))
 ADMIN = Rule(roles=Role.at_least(Role.ADMIN))
 SERVE_CHAMPION = Rule(roles=Role.at_least(Role.ADMIN) | {Role.RETRAINER})
@@ -61,6 +65,12 @@ POLICY: Mapping[str, Rule] = MappingProxyType(
         "/fruitstack.v1.AuthService/CreateUser": ADMIN,
         "/fruitstack.v1.AuthService/SetUserRole": ADMIN,
         "/fruitstack.v1.AuthService/ListUsers": ADMIN,
+        "/fruitstack.v1.AuthService/DisableUser": ADMIN,
+        "/fruitstack.v1.AuthService/EnableUser": ADMIN,
+        "/fruitstack.v1.AuthService/DeleteUser": ADMIN,
+        "/fruitstack.v1.AuthService/ResetPassword": ADMIN,
+        # One's own password: any signed-in user, never an anonymous caller.
+        "/fruitstack.v1.AuthService/ChangePassword": SIGNED_IN,
         # FruitService
         "/fruitstack.v1.FruitService/ListFruits": READ,
         "/fruitstack.v1.FruitService/SummarizeFruits": READ,

@@ -83,6 +83,14 @@ def test_auth_token_secret_defaults_to_a_random_key_and_refuses_weak_ones() -> N
     assert local.auth_token_secret.get_secret_value() == PLACEHOLDER_AUTH_TOKEN_SECRET
 
 
+def test_the_previous_token_key_is_optional_but_never_weak_or_the_placeholder() -> None:
+    assert Settings(_env_file=None).auth_token_previous_secret.get_secret_value() == ""  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="AUTH_TOKEN_PREVIOUS_SECRET must be at least 32 characters"):
+        Settings(_env_file=None, auth_token_previous_secret=SecretStr("too-short"))  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="AUTH_TOKEN_PREVIOUS_SECRET is the placeholder"):
+        Settings(_env_file=None, auth_token_previous_secret=SecretStr(PLACEHOLDER_AUTH_TOKEN_SECRET))  # type: ignore[call-arg]
+
+
 def test_first_admin_password_is_optional_but_never_weak_or_the_local_default() -> None:
     assert Settings(_env_file=None).first_admin_password.get_secret_value() == ""  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="FIRST_ADMIN_PASSWORD must be at least 12 characters"):

@@ -193,3 +193,37 @@ async def test_a_refusal_counts_only_for_the_token_the_call_carried(shared_clien
         await sent_anonymously
     assert credentials.rejections == 0
     await session.list_fruits(page_size=5)  # the new token works
+
+
+async def test_an_admin_manages_users_and_a_user_changes_their_password(
+    backend: RunningBackend, shared_client: FruitstackClient
+) -> None:
+    admin = shared_client.for_session(signed_in(Role.ADMIN))
+    created = await admin.create_user(username="Hana", password="hana-password-1", role="viewer")
+    assert (created.username, created.role, created.disabled) == ("hana", "viewer", False)
+    assert (await admin.set_user_role(username="hana", role="editor")).role == "editor"
+    assert (await admin.set_user_disabled(username="hana", disabled=True)).disabled
+    assert [u.disabled for u in await admin.list_users() if u.username == "hana"] == [True]
+    assert not (await admin.set_user_disabled(username="hana", disabled=False)).disabled
+    await admin.reset_password(username="hana", new_password="hana-password-2")
+
+    # Hana signs in and changes her own password; her session goes on with the new token.
+    credentials = Credentials()
+    hana = shared_client.for_session(credentials)
+    credentials.token = (await hana.login(username="hana", password="hana-password-2")).token
+    old_token = credentials.token
+    with pytest.raises(NotSignedIn, match="the current password is wrong"):
+        await hana.change_password(old_password="not-hers-at-all", new_password="hana-password-3")
+    credentials.token = await hana.change_password(
+        old_password="hana-password-2", new_password="hana-password-3"
+    )
+    assert credentials.token != old_token
+    await hana.list_fruits(page_size=1)
+    with pytest.raises(PermissionDenied, match="user 'hana' has role editor"):
+        await hana.list_users()
+
+    await admin.delete_user(username="hana")
+    with pytest.raises(NotSignedIn, match="user 'hana' no longer exists"):
+        await hana.list_fruits(page_size=1)
+    with pytest.raises(FailedPrecondition, match="'admin' is the last admin"):
+        await admin.delete_user(username=TEST_ADMIN[0])

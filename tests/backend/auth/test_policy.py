@@ -19,11 +19,16 @@ from google.protobuf.descriptor import FileDescriptor, MethodDescriptor
 from grpc import aio
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
+from pymongo import AsyncMongoClient
 
 from backend.auth.interceptor import AuthInterceptor
 from backend.auth.policy import POLICY, Rule
+from backend.auth.repository import UserRepository
 from backend.auth.roles import Role
+from backend.auth.user_states import UserStates
 from backend.interceptors import ErrorMappingInterceptor
+from backend.mongo import Document
+from scripts.processes import free_port
 from tests.fixtures.backend import (
     RunningBackend,
     backend_settings,
@@ -97,6 +102,10 @@ def test_the_rows_say_what_the_issue_asks() -> None:
     ]
     assert rule("PredictionService/ServeChampion").roles == frozenset({Role.ADMIN, Role.RETRAINER})
     assert rule("MonitoringService/GetDriftReport").anonymous_read
+    for name in ("DisableUser", "EnableUser", "DeleteUser", "ResetPassword"):
+        assert rule(f"AuthService/{name}").roles == admins
+    # One's own password: any signed-in person, but never without a token, never a service account.
+    assert rule("AuthService/ChangePassword") == Rule(roles=Role.at_least(Role.VIEWER), anonymous_read=False)
     assert rule("FruitService/ListFruits").anonymous_read
     assert not rule("FruitService/AddFruit").anonymous_read
 
@@ -219,9 +228,14 @@ class _Fruits(fruits_pb2_grpc.FruitServiceServicer):
 async def test_a_method_without_a_row_is_refused() -> None:
     """Fail closed: a policy that lacks a served method refuses it, even to an admin."""
     policy = {k: v for k, v in POLICY.items() if k != "/fruitstack.v1.FruitService/ListFruits"}
+    # A user store nobody listens on: the refusal comes before any user is looked up.
+    nowhere: AsyncMongoClient[Document] = AsyncMongoClient(
+        f"mongodb://127.0.0.1:{free_port()}", connect=False
+    )
+    users = UserStates(UserRepository(nowhere, database="unused", timeout_s=1), cache_s=0)
     interceptors = [
         ErrorMappingInterceptor(),
-        AuthInterceptor(policy=policy, tokens=signing_tokens(), allow_anonymous_reads=True),
+        AuthInterceptor(policy=policy, tokens=signing_tokens(), users=users, allow_anonymous_reads=True),
     ]
     server = aio.server(interceptors=interceptors)
     fruits_pb2_grpc.add_FruitServiceServicer_to_server(_Fruits(), server)  # type: ignore[abstract]
@@ -236,6 +250,7 @@ async def test_a_method_without_a_row_is_refused() -> None:
                 )
     finally:
         await server.stop(0)
+        await nowhere.close()
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert caught.value.details() == (
         "fruitstack.v1.FruitService/ListFruits has no row in the access policy"

@@ -174,6 +174,9 @@ async def test_with_mongodb_down_predictions_succeed_drops_are_counted_and_loggi
     async with backend_in_front_of(model_service.url, private_mongo.uri, mongodb_database) as backend:
         rng = np.random.default_rng(4)
         await backend.wait_for_status(PREDICTION_SERVICE, "SERVING")
+        # The caller was signed in before the outage: a process keeps the last state it read of a
+        # user through one (backend.auth.user_states), but refuses a user it never read.
+        await backend.predictions.GetModel(predictions_pb2.GetModelRequest(), timeout=10)
         await asyncio.to_thread(private_mongo.stop)
         await backend.wait_for_status(FRUIT_SERVICE, "NOT_SERVING")
         for _ in range(20):

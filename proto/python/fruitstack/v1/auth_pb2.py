@@ -25,33 +25,53 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66ruitstack/v1/auth.proto\x12\rfruitstack.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"k\n\x04User\x12\x10\n\x08username\x18\x01 \x01(\t\x12!\n\x04role\x18\x02 \x01(\x0e\x32\x13.fruitstack.v1.Role\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"x\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x04user\x18\x03 \x01(\x0b\x32\x13.fruitstack.v1.User\"Z\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12!\n\x04role\x18\x03 \x01(\x0e\x32\x13.fruitstack.v1.Role\"7\n\x12\x43reateUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.fruitstack.v1.User\"I\n\x12SetUserRoleRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12!\n\x04role\x18\x02 \x01(\x0e\x32\x13.fruitstack.v1.Role\"8\n\x13SetUserRoleResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.fruitstack.v1.User\"\x12\n\x10ListUsersRequest\"7\n\x11ListUsersResponse\x12\"\n\x05users\x18\x01 \x03(\x0b\x32\x13.fruitstack.v1.User*b\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x0f\n\x0bROLE_EDITOR\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03\x12\x12\n\x0eROLE_RETRAINER\x10\x04\x32\xca\x02\n\x0b\x41uthService\x12\x42\n\x05Login\x12\x1b.fruitstack.v1.LoginRequest\x1a\x1c.fruitstack.v1.LoginResponse\x12Q\n\nCreateUser\x12 .fruitstack.v1.CreateUserRequest\x1a!.fruitstack.v1.CreateUserResponse\x12T\n\x0bSetUserRole\x12!.fruitstack.v1.SetUserRoleRequest\x1a\".fruitstack.v1.SetUserRoleResponse\x12N\n\tListUsers\x12\x1f.fruitstack.v1.ListUsersRequest\x1a .fruitstack.v1.ListUsersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66ruitstack/v1/auth.proto\x12\rfruitstack.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"}\n\x04User\x12\x10\n\x08username\x18\x01 \x01(\t\x12!\n\x04role\x18\x02 \x01(\x0e\x32\x13.fruitstack.v1.Role\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64isabled\x18\x04 \x01(\x08\"2\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"x\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x04user\x18\x03 \x01(\x0b\x32\x13.fruitstack.v1.User\"Z\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12!\n\x04role\x18\x03 \x01(\x0e\x32\x13.fruitstack.v1.Role\"7\n\x12\x43reateUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.fruitstack.v1.User\"I\n\x12SetUserRoleRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12!\n\x04role\x18\x02 \x01(\x0e\x32\x13.fruitstack.v1.Role\"8\n\x13SetUserRoleResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.fruitstack.v1.User\"\x12\n\x10ListUsersRequest\"7\n\x11ListUsersResponse\x12\"\n\x05users\x18\x01 \x03(\x0b\x32\x13.fruitstack.v1.User\"&\n\x12\x44isableUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\"8\n\x13\x44isableUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.fruitstack.v1.User\"%\n\x11\x45nableUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\"7\n\x12\x45nableUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.fruitstack.v1.User\"%\n\x11\x44\x65leteUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteUserResponse\"C\n\x15\x43hangePasswordRequest\x12\x14\n\x0cold_password\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\"^\n\x16\x43hangePasswordResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x14ResetPasswordRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\":\n\x15ResetPasswordResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.fruitstack.v1.User*b\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x0f\n\x0bROLE_EDITOR\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03\x12\x12\n\x0eROLE_RETRAINER\x10\x04\x32\x81\x06\n\x0b\x41uthService\x12\x42\n\x05Login\x12\x1b.fruitstack.v1.LoginRequest\x1a\x1c.fruitstack.v1.LoginResponse\x12Q\n\nCreateUser\x12 .fruitstack.v1.CreateUserRequest\x1a!.fruitstack.v1.CreateUserResponse\x12T\n\x0bSetUserRole\x12!.fruitstack.v1.SetUserRoleRequest\x1a\".fruitstack.v1.SetUserRoleResponse\x12N\n\tListUsers\x12\x1f.fruitstack.v1.ListUsersRequest\x1a .fruitstack.v1.ListUsersResponse\x12T\n\x0b\x44isableUser\x12!.fruitstack.v1.DisableUserRequest\x1a\".fruitstack.v1.DisableUserResponse\x12Q\n\nEnableUser\x12 .fruitstack.v1.EnableUserRequest\x1a!.fruitstack.v1.EnableUserResponse\x12Q\n\nDeleteUser\x12 .fruitstack.v1.DeleteUserRequest\x1a!.fruitstack.v1.DeleteUserResponse\x12]\n\x0e\x43hangePassword\x12$.fruitstack.v1.ChangePasswordRequest\x1a%.fruitstack.v1.ChangePasswordResponse\x12Z\n\rResetPassword\x12#.fruitstack.v1.ResetPasswordRequest\x1a$.fruitstack.v1.ResetPasswordResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fruitstack.v1.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=718
-  _globals['_ROLE']._serialized_end=816
+  _globals['_ROLE']._serialized_start=1280
+  _globals['_ROLE']._serialized_end=1378
   _globals['_USER']._serialized_start=76
-  _globals['_USER']._serialized_end=183
-  _globals['_LOGINREQUEST']._serialized_start=185
-  _globals['_LOGINREQUEST']._serialized_end=235
-  _globals['_LOGINRESPONSE']._serialized_start=237
-  _globals['_LOGINRESPONSE']._serialized_end=357
-  _globals['_CREATEUSERREQUEST']._serialized_start=359
-  _globals['_CREATEUSERREQUEST']._serialized_end=449
-  _globals['_CREATEUSERRESPONSE']._serialized_start=451
-  _globals['_CREATEUSERRESPONSE']._serialized_end=506
-  _globals['_SETUSERROLEREQUEST']._serialized_start=508
-  _globals['_SETUSERROLEREQUEST']._serialized_end=581
-  _globals['_SETUSERROLERESPONSE']._serialized_start=583
-  _globals['_SETUSERROLERESPONSE']._serialized_end=639
-  _globals['_LISTUSERSREQUEST']._serialized_start=641
-  _globals['_LISTUSERSREQUEST']._serialized_end=659
-  _globals['_LISTUSERSRESPONSE']._serialized_start=661
-  _globals['_LISTUSERSRESPONSE']._serialized_end=716
-  _globals['_AUTHSERVICE']._serialized_start=819
-  _globals['_AUTHSERVICE']._serialized_end=1149
+  _globals['_USER']._serialized_end=201
+  _globals['_LOGINREQUEST']._serialized_start=203
+  _globals['_LOGINREQUEST']._serialized_end=253
+  _globals['_LOGINRESPONSE']._serialized_start=255
+  _globals['_LOGINRESPONSE']._serialized_end=375
+  _globals['_CREATEUSERREQUEST']._serialized_start=377
+  _globals['_CREATEUSERREQUEST']._serialized_end=467
+  _globals['_CREATEUSERRESPONSE']._serialized_start=469
+  _globals['_CREATEUSERRESPONSE']._serialized_end=524
+  _globals['_SETUSERROLEREQUEST']._serialized_start=526
+  _globals['_SETUSERROLEREQUEST']._serialized_end=599
+  _globals['_SETUSERROLERESPONSE']._serialized_start=601
+  _globals['_SETUSERROLERESPONSE']._serialized_end=657
+  _globals['_LISTUSERSREQUEST']._serialized_start=659
+  _globals['_LISTUSERSREQUEST']._serialized_end=677
+  _globals['_LISTUSERSRESPONSE']._serialized_start=679
+  _globals['_LISTUSERSRESPONSE']._serialized_end=734
+  _globals['_DISABLEUSERREQUEST']._serialized_start=736
+  _globals['_DISABLEUSERREQUEST']._serialized_end=774
+  _globals['_DISABLEUSERRESPONSE']._serialized_start=776
+  _globals['_DISABLEUSERRESPONSE']._serialized_end=832
+  _globals['_ENABLEUSERREQUEST']._serialized_start=834
+  _globals['_ENABLEUSERREQUEST']._serialized_end=871
+  _globals['_ENABLEUSERRESPONSE']._serialized_start=873
+  _globals['_ENABLEUSERRESPONSE']._serialized_end=928
+  _globals['_DELETEUSERREQUEST']._serialized_start=930
+  _globals['_DELETEUSERREQUEST']._serialized_end=967
+  _globals['_DELETEUSERRESPONSE']._serialized_start=969
+  _globals['_DELETEUSERRESPONSE']._serialized_end=989
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=991
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=1058
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_start=1060
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_end=1154
+  _globals['_RESETPASSWORDREQUEST']._serialized_start=1156
+  _globals['_RESETPASSWORDREQUEST']._serialized_end=1218
+  _globals['_RESETPASSWORDRESPONSE']._serialized_start=1220
+  _globals['_RESETPASSWORDRESPONSE']._serialized_end=1278
+  _globals['_AUTHSERVICE']._serialized_start=1381
+  _globals['_AUTHSERVICE']._serialized_end=2150
 # @@protoc_insertion_point(module_scope)

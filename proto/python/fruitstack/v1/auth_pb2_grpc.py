@@ -29,7 +29,11 @@ class AuthServiceStub:
     """AuthService signs users in and lets admins manage them. Every other call
     carries the access token from Login as `authorization: Bearer <token>`
     metadata; which role each method needs is the backend's policy table
-    (backend/auth/policy.py).
+    (backend/auth/policy.py). On every call the backend also checks the
+    token's user as they are now: a deleted or disabled user, or a token issued
+    before the user's last password change or disable, is UNAUTHENTICATED; the
+    role that counts is the user's current one. A change made through one
+    replica applies there at once and on the others within AUTH_USER_CACHE_S.
     """
 
     def __init__(self, channel):
@@ -58,19 +62,48 @@ class AuthServiceStub:
                 request_serializer=fruitstack_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=fruitstack_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
                 _registered_method=True)
+        self.DisableUser = channel.unary_unary(
+                '/fruitstack.v1.AuthService/DisableUser',
+                request_serializer=fruitstack_dot_v1_dot_auth__pb2.DisableUserRequest.SerializeToString,
+                response_deserializer=fruitstack_dot_v1_dot_auth__pb2.DisableUserResponse.FromString,
+                _registered_method=True)
+        self.EnableUser = channel.unary_unary(
+                '/fruitstack.v1.AuthService/EnableUser',
+                request_serializer=fruitstack_dot_v1_dot_auth__pb2.EnableUserRequest.SerializeToString,
+                response_deserializer=fruitstack_dot_v1_dot_auth__pb2.EnableUserResponse.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/fruitstack.v1.AuthService/DeleteUser',
+                request_serializer=fruitstack_dot_v1_dot_auth__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=fruitstack_dot_v1_dot_auth__pb2.DeleteUserResponse.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/fruitstack.v1.AuthService/ChangePassword',
+                request_serializer=fruitstack_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=fruitstack_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
+                _registered_method=True)
+        self.ResetPassword = channel.unary_unary(
+                '/fruitstack.v1.AuthService/ResetPassword',
+                request_serializer=fruitstack_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
+                response_deserializer=fruitstack_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
     """AuthService signs users in and lets admins manage them. Every other call
     carries the access token from Login as `authorization: Bearer <token>`
     metadata; which role each method needs is the backend's policy table
-    (backend/auth/policy.py).
+    (backend/auth/policy.py). On every call the backend also checks the
+    token's user as they are now: a deleted or disabled user, or a token issued
+    before the user's last password change or disable, is UNAUTHENTICATED; the
+    role that counts is the user's current one. A change made through one
+    replica applies there at once and on the others within AUTH_USER_CACHE_S.
     """
 
     def Login(self, request, context):
         """Login checks a username and password and returns a short-lived signed
-        access token. Wrong credentials are UNAUTHENTICATED; after repeated
-        failures for one username, RESOURCE_EXHAUSTED for a while.
+        access token. Wrong credentials, or a disabled user, are UNAUTHENTICATED;
+        after repeated failures for one username, RESOURCE_EXHAUSTED for a while.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -84,8 +117,8 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetUserRole(self, request, context):
-        """SetUserRole changes a user's role (admin only). It takes effect at the
-        user's next Login; tokens already issued keep their role until they expire.
+        """SetUserRole changes a user's role (admin only), for the tokens they hold
+        too. FAILED_PRECONDITION for the last enabled admin.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -93,6 +126,47 @@ class AuthServiceServicer:
 
     def ListUsers(self, request, context):
         """ListUsers lists every user, by name (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableUser(self, request, context):
+        """DisableUser stops a user from signing in and refuses the tokens they hold
+        (admin only). Enabling them again does not revive those tokens.
+        FAILED_PRECONDITION for the last enabled admin; NOT_FOUND for no such user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableUser(self, request, context):
+        """EnableUser lets a disabled user sign in again (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """DeleteUser removes a user; the tokens they hold are refused (admin only).
+        FAILED_PRECONDITION for the last enabled admin; NOT_FOUND for no such user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """ChangePassword changes the caller's own password (any signed-in user). The
+        current password must be given: UNAUTHENTICATED if it is wrong. Every
+        token issued before is revoked; the answer carries a new one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPassword(self, request, context):
+        """ResetPassword sets another user's password without the old one (admin
+        only) and revokes every token that user holds.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,6 +195,31 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     request_deserializer=fruitstack_dot_v1_dot_auth__pb2.ListUsersRequest.FromString,
                     response_serializer=fruitstack_dot_v1_dot_auth__pb2.ListUsersResponse.SerializeToString,
             ),
+            'DisableUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableUser,
+                    request_deserializer=fruitstack_dot_v1_dot_auth__pb2.DisableUserRequest.FromString,
+                    response_serializer=fruitstack_dot_v1_dot_auth__pb2.DisableUserResponse.SerializeToString,
+            ),
+            'EnableUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableUser,
+                    request_deserializer=fruitstack_dot_v1_dot_auth__pb2.EnableUserRequest.FromString,
+                    response_serializer=fruitstack_dot_v1_dot_auth__pb2.EnableUserResponse.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=fruitstack_dot_v1_dot_auth__pb2.DeleteUserRequest.FromString,
+                    response_serializer=fruitstack_dot_v1_dot_auth__pb2.DeleteUserResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=fruitstack_dot_v1_dot_auth__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=fruitstack_dot_v1_dot_auth__pb2.ChangePasswordResponse.SerializeToString,
+            ),
+            'ResetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPassword,
+                    request_deserializer=fruitstack_dot_v1_dot_auth__pb2.ResetPasswordRequest.FromString,
+                    response_serializer=fruitstack_dot_v1_dot_auth__pb2.ResetPasswordResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'fruitstack.v1.AuthService', rpc_method_handlers)
@@ -133,7 +232,11 @@ class AuthService:
     """AuthService signs users in and lets admins manage them. Every other call
     carries the access token from Login as `authorization: Bearer <token>`
     metadata; which role each method needs is the backend's policy table
-    (backend/auth/policy.py).
+    (backend/auth/policy.py). On every call the backend also checks the
+    token's user as they are now: a deleted or disabled user, or a token issued
+    before the user's last password change or disable, is UNAUTHENTICATED; the
+    role that counts is the user's current one. A change made through one
+    replica applies there at once and on the others within AUTH_USER_CACHE_S.
     """
 
     @staticmethod
@@ -234,6 +337,141 @@ class AuthService:
             '/fruitstack.v1.AuthService/ListUsers',
             fruitstack_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
             fruitstack_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fruitstack.v1.AuthService/DisableUser',
+            fruitstack_dot_v1_dot_auth__pb2.DisableUserRequest.SerializeToString,
+            fruitstack_dot_v1_dot_auth__pb2.DisableUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fruitstack.v1.AuthService/EnableUser',
+            fruitstack_dot_v1_dot_auth__pb2.EnableUserRequest.SerializeToString,
+            fruitstack_dot_v1_dot_auth__pb2.EnableUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fruitstack.v1.AuthService/DeleteUser',
+            fruitstack_dot_v1_dot_auth__pb2.DeleteUserRequest.SerializeToString,
+            fruitstack_dot_v1_dot_auth__pb2.DeleteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fruitstack.v1.AuthService/ChangePassword',
+            fruitstack_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+            fruitstack_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fruitstack.v1.AuthService/ResetPassword',
+            fruitstack_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
+            fruitstack_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,7 +30,11 @@ class AuthServiceStub:
     """AuthService signs users in and lets admins manage them. Every other call
     carries the access token from Login as `authorization: Bearer <token>`
     metadata; which role each method needs is the backend's policy table
-    (backend/auth/policy.py).
+    (backend/auth/policy.py). On every call the backend also checks the
+    token's user as they are now: a deleted or disabled user, or a token issued
+    before the user's last password change or disable, is UNAUTHENTICATED; the
+    role that counts is the user's current one. A change made through one
+    replica applies there at once and on the others within AUTH_USER_CACHE_S.
     """
 
     @_typing.overload
@@ -39,46 +43,94 @@ class AuthServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AuthServiceAsyncStub: ...
     Login: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]
     """Login checks a username and password and returns a short-lived signed
-    access token. Wrong credentials are UNAUTHENTICATED; after repeated
-    failures for one username, RESOURCE_EXHAUSTED for a while.
+    access token. Wrong credentials, or a disabled user, are UNAUTHENTICATED;
+    after repeated failures for one username, RESOURCE_EXHAUSTED for a while.
     """
     CreateUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateUserRequest, _auth_pb2.CreateUserResponse]
     """CreateUser adds a user (admin only); ALREADY_EXISTS if the name is taken."""
     SetUserRole: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetUserRoleRequest, _auth_pb2.SetUserRoleResponse]
-    """SetUserRole changes a user's role (admin only). It takes effect at the
-    user's next Login; tokens already issued keep their role until they expire.
+    """SetUserRole changes a user's role (admin only), for the tokens they hold
+    too. FAILED_PRECONDITION for the last enabled admin.
     """
     ListUsers: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListUsersRequest, _auth_pb2.ListUsersResponse]
     """ListUsers lists every user, by name (admin only)."""
+    DisableUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.DisableUserRequest, _auth_pb2.DisableUserResponse]
+    """DisableUser stops a user from signing in and refuses the tokens they hold
+    (admin only). Enabling them again does not revive those tokens.
+    FAILED_PRECONDITION for the last enabled admin; NOT_FOUND for no such user.
+    """
+    EnableUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.EnableUserRequest, _auth_pb2.EnableUserResponse]
+    """EnableUser lets a disabled user sign in again (admin only)."""
+    DeleteUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.DeleteUserRequest, _auth_pb2.DeleteUserResponse]
+    """DeleteUser removes a user; the tokens they hold are refused (admin only).
+    FAILED_PRECONDITION for the last enabled admin; NOT_FOUND for no such user.
+    """
+    ChangePassword: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ChangePasswordRequest, _auth_pb2.ChangePasswordResponse]
+    """ChangePassword changes the caller's own password (any signed-in user). The
+    current password must be given: UNAUTHENTICATED if it is wrong. Every
+    token issued before is revoked; the answer carries a new one.
+    """
+    ResetPassword: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ResetPasswordRequest, _auth_pb2.ResetPasswordResponse]
+    """ResetPassword sets another user's password without the old one (admin
+    only) and revokes every token that user holds.
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
     """AuthService signs users in and lets admins manage them. Every other call
     carries the access token from Login as `authorization: Bearer <token>`
     metadata; which role each method needs is the backend's policy table
-    (backend/auth/policy.py).
+    (backend/auth/policy.py). On every call the backend also checks the
+    token's user as they are now: a deleted or disabled user, or a token issued
+    before the user's last password change or disable, is UNAUTHENTICATED; the
+    role that counts is the user's current one. A change made through one
+    replica applies there at once and on the others within AUTH_USER_CACHE_S.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Login: _aio.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]  # type: ignore[assignment]
     """Login checks a username and password and returns a short-lived signed
-    access token. Wrong credentials are UNAUTHENTICATED; after repeated
-    failures for one username, RESOURCE_EXHAUSTED for a while.
+    access token. Wrong credentials, or a disabled user, are UNAUTHENTICATED;
+    after repeated failures for one username, RESOURCE_EXHAUSTED for a while.
     """
     CreateUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateUserRequest, _auth_pb2.CreateUserResponse]  # type: ignore[assignment]
     """CreateUser adds a user (admin only); ALREADY_EXISTS if the name is taken."""
     SetUserRole: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetUserRoleRequest, _auth_pb2.SetUserRoleResponse]  # type: ignore[assignment]
-    """SetUserRole changes a user's role (admin only). It takes effect at the
-    user's next Login; tokens already issued keep their role until they expire.
+    """SetUserRole changes a user's role (admin only), for the tokens they hold
+    too. FAILED_PRECONDITION for the last enabled admin.
     """
     ListUsers: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListUsersRequest, _auth_pb2.ListUsersResponse]  # type: ignore[assignment]
     """ListUsers lists every user, by name (admin only)."""
+    DisableUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.DisableUserRequest, _auth_pb2.DisableUserResponse]  # type: ignore[assignment]
+    """DisableUser stops a user from signing in and refuses the tokens they hold
+    (admin only). Enabling them again does not revive those tokens.
+    FAILED_PRECONDITION for the last enabled admin; NOT_FOUND for no such user.
+    """
+    EnableUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.EnableUserRequest, _auth_pb2.EnableUserResponse]  # type: ignore[assignment]
+    """EnableUser lets a disabled user sign in again (admin only)."""
+    DeleteUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.DeleteUserRequest, _auth_pb2.DeleteUserResponse]  # type: ignore[assignment]
+    """DeleteUser removes a user; the tokens they hold are refused (admin only).
+    FAILED_PRECONDITION for the last enabled admin; NOT_FOUND for no such user.
+    """
+    ChangePassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.ChangePasswordRequest, _auth_pb2.ChangePasswordResponse]  # type: ignore[assignment]
+    """ChangePassword changes the caller's own password (any signed-in user). The
+    current password must be given: UNAUTHENTICATED if it is wrong. Every
+    token issued before is revoked; the answer carries a new one.
+    """
+    ResetPassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.ResetPasswordRequest, _auth_pb2.ResetPasswordResponse]  # type: ignore[assignment]
+    """ResetPassword sets another user's password without the old one (admin
+    only) and revokes every token that user holds.
+    """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """AuthService signs users in and lets admins manage them. Every other call
     carries the access token from Login as `authorization: Bearer <token>`
     metadata; which role each method needs is the backend's policy table
-    (backend/auth/policy.py).
+    (backend/auth/policy.py). On every call the backend also checks the
+    token's user as they are now: a deleted or disabled user, or a token issued
+    before the user's last password change or disable, is UNAUTHENTICATED; the
+    role that counts is the user's current one. A change made through one
+    replica applies there at once and on the others within AUTH_USER_CACHE_S.
     """
 
     @_abc_1.abstractmethod
@@ -88,8 +140,8 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.LoginResponse, _abc.Awaitable[_auth_pb2.LoginResponse]]:
         """Login checks a username and password and returns a short-lived signed
-        access token. Wrong credentials are UNAUTHENTICATED; after repeated
-        failures for one username, RESOURCE_EXHAUSTED for a while.
+        access token. Wrong credentials, or a disabled user, are UNAUTHENTICATED;
+        after repeated failures for one username, RESOURCE_EXHAUSTED for a while.
         """
 
     @_abc_1.abstractmethod
@@ -106,8 +158,8 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.SetUserRoleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.SetUserRoleResponse, _abc.Awaitable[_auth_pb2.SetUserRoleResponse]]:
-        """SetUserRole changes a user's role (admin only). It takes effect at the
-        user's next Login; tokens already issued keep their role until they expire.
+        """SetUserRole changes a user's role (admin only), for the tokens they hold
+        too. FAILED_PRECONDITION for the last enabled admin.
         """
 
     @_abc_1.abstractmethod
@@ -117,5 +169,55 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.ListUsersResponse, _abc.Awaitable[_auth_pb2.ListUsersResponse]]:
         """ListUsers lists every user, by name (admin only)."""
+
+    @_abc_1.abstractmethod
+    def DisableUser(
+        self,
+        request: _auth_pb2.DisableUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.DisableUserResponse, _abc.Awaitable[_auth_pb2.DisableUserResponse]]:
+        """DisableUser stops a user from signing in and refuses the tokens they hold
+        (admin only). Enabling them again does not revive those tokens.
+        FAILED_PRECONDITION for the last enabled admin; NOT_FOUND for no such user.
+        """
+
+    @_abc_1.abstractmethod
+    def EnableUser(
+        self,
+        request: _auth_pb2.EnableUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.EnableUserResponse, _abc.Awaitable[_auth_pb2.EnableUserResponse]]:
+        """EnableUser lets a disabled user sign in again (admin only)."""
+
+    @_abc_1.abstractmethod
+    def DeleteUser(
+        self,
+        request: _auth_pb2.DeleteUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.DeleteUserResponse, _abc.Awaitable[_auth_pb2.DeleteUserResponse]]:
+        """DeleteUser removes a user; the tokens they hold are refused (admin only).
+        FAILED_PRECONDITION for the last enabled admin; NOT_FOUND for no such user.
+        """
+
+    @_abc_1.abstractmethod
+    def ChangePassword(
+        self,
+        request: _auth_pb2.ChangePasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ChangePasswordResponse, _abc.Awaitable[_auth_pb2.ChangePasswordResponse]]:
+        """ChangePassword changes the caller's own password (any signed-in user). The
+        current password must be given: UNAUTHENTICATED if it is wrong. Every
+        token issued before is revoked; the answer carries a new one.
+        """
+
+    @_abc_1.abstractmethod
+    def ResetPassword(
+        self,
+        request: _auth_pb2.ResetPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ResetPasswordResponse, _abc.Awaitable[_auth_pb2.ResetPasswordResponse]]:
+        """ResetPassword sets another user's password without the old one (admin
+        only) and revokes every token that user holds.
+        """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
