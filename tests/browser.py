@@ -32,8 +32,10 @@ def sign_in(page: Page, username: str, password: str, *, expect_role: str | None
 
 def fill_sign_in(page: Page, username: str, password: str) -> None:
     """Type into the sign-in form and press its button."""
-    # The app focuses the first field once the server has rendered the form; typing earlier loses keys.
-    expect(page.locator("#auth-username")).to_be_focused()
+    # The server renders the form; typing before Shiny has bound its inputs loses the keys. (Not the
+    # focus the app gives the first field: a page of a busy headless browser may not have focus.)
+    expect(page.locator("#auth-username.shiny-bound-input")).to_be_visible()
+    expect(page.locator("#auth-sign_in.shiny-bound-input")).to_be_visible()
     controller.InputText(page, "auth-username").set(username)
     controller.InputPassword(page, "auth-password").set(password)
     controller.InputTaskButton(page, "auth-sign_in").click()
