@@ -23,6 +23,8 @@ from backend.config import PLACEHOLDER_ADMIN_PASSWORD, PLACEHOLDER_RETRAINER_PAS
 from scripts.processes import (
     MLFLOW_SERVER_ENV,
     ROOT,
+    child_dies_with_us,
+    die_with_parent,
     http_ok,
     mlflow_api_ok,
     mlflow_server_args,
@@ -248,6 +250,8 @@ class Stack:
             stdin=subprocess.DEVNULL,
             # Own process group: Ctrl-C reaches only this launcher, which stops children in order.
             start_new_session=True,
+            # And SIGTERM from the kernel if this launcher dies without stopping them (SIGKILL).
+            preexec_fn=child_dies_with_us(),  # fork-safe: see child_dies_with_us
         )
         assert proc.stdout is not None
         pump = threading.Thread(target=self._pump, args=(spec, proc.stdout), daemon=True)
@@ -321,6 +325,8 @@ class Stack:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.parse_args(argv)
+    # `nox -s dev` killed outright: this launcher gets SIGTERM and stops the stack in order.
+    die_with_parent()
     stack = Stack(process_specs())
     stack.check_ports()
 

@@ -6,12 +6,14 @@ No pytest in here: the benchmarks and the launcher import it too.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -26,6 +28,56 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# Linux's prctl(PR_SET_PDEATHSIG): the kernel signals a process when its parent dies, however the
+# parent dies (SIGKILL included), which no cleanup code in the parent can promise.
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+# Looked up once, before any fork: the child between fork and exec should do as little as possible.
+_PRCTL = _load_prctl()
+
+
+def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> None:
+    """Have the kernel send sig to this process when its parent exits (Linux only; else nothing).
+
+    If the parent died while the call was made, sig is sent now.
+    """
+    if _PRCTL is None:
+        return
+    parent = os.getppid()
+    _PRCTL(_PR_SET_PDEATHSIG, int(sig))
+    if os.getppid() != parent:
+        os.kill(os.getpid(), sig)
+
+
+def child_dies_with_us() -> Callable[[], None] | None:
+    """A Popen `preexec_fn` giving the child SIGTERM when this process dies, or None where it cannot.
+
+    The kernel ties the signal to the *thread* that forked: a child started from a worker thread
+    would be stopped when that thread ends. So only children started from the main thread get it.
+    """
+    if _PRCTL is None or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl, parent, sigterm = _PRCTL, os.getpid(), int(signal.SIGTERM)
+
+    def setup() -> None:  # runs in the child between fork and exec: nothing that allocates or locks
+        prctl(_PR_SET_PDEATHSIG, sigterm)
+        if os.getppid() != parent:  # the parent died before the line above: do not start at all
+            os._exit(1)
+
+    return setup
 
 
 def free_port() -> int:
@@ -89,7 +141,8 @@ class ManagedProcess:
 
     def start(self) -> ManagedProcess:
         log = self.log_path.open("ab")
-        # A new session so that stop() also reaches the workers a server forks.
+        # A new session so that stop() also reaches the workers a server forks; SIGTERM when this
+        # process dies, so a test run or benchmark killed outright leaves no server on its port.
         self.proc = subprocess.Popen(
             self.args,
             cwd=self.cwd,
@@ -97,6 +150,7 @@ class ManagedProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=child_dies_with_us(),  # fork-safe: see child_dies_with_us
         )
         log.close()
         return self

@@ -133,3 +133,55 @@ def test_every_process_of_the_local_stack_listens_on_loopback_only(
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.local_mode
     assert is_loopback(settings.grpc_host)
+
+
+# A launcher in a process of its own, so the test can SIGKILL it: one child through the dev
+# launcher's Stack, one through the ManagedProcess the tests and benchmarks use; both serve HTTP.
+LAUNCHER = """
+import sys, time
+from pathlib import Path
+from scripts.dev import ProcessSpec, Stack
+from scripts.processes import ManagedProcess
+stack_port, managed_port, log_dir = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+serve = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1"]
+Stack([ProcessSpec(name="web", args=[*serve, str(stack_port)])]).start()
+ManagedProcess("managed", [*serve, str(managed_port)], log_dir=log_dir).start()
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def test_children_stop_when_their_launcher_is_killed_outright(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+
+    import psutil
+
+    from scripts.processes import ROOT, free_port, port_open
+
+    ports = [free_port(), free_port()]
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, *map(str, ports), str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert launcher.stdout is not None
+        for line in launcher.stdout:  # the Stack prints its own lines first
+            if line.strip() == b"started":
+                break
+        wait_until(lambda: all(port_open(p) for p in ports), timeout=30, what="both children to serve")
+        children = psutil.Process(launcher.pid).children()
+        assert len(children) == 2
+
+        launcher.send_signal(signal.SIGKILL)  # no handler, no finally: only the kernel can act
+        launcher.wait(timeout=10)
+
+        _gone, alive = psutil.wait_procs(children, timeout=30)
+        assert alive == []
+        assert not any(port_open(p) for p in ports)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
