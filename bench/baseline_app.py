@@ -1,4 +1,4 @@
-"""The naive baseline of issue 6: FastAPI loading the joblib model in-process, answering POST /predict.
+"""The naive baseline for Predict: FastAPI loading the joblib model in-process, answering POST /predict.
 
 Written the way most people would write it (pydantic body, dict answer, one uvicorn worker), so the
 benchmark's ratios say what the gRPC + model-service path buys over it.

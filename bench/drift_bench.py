@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     largest = rows[-1]
     met = largest["seconds"] <= TARGET_1M_S
     console.print(
-        f"issue 12 target: a report over {largest['window_size']:,} predictions in <= {TARGET_1M_S} s: "
+        f"target: a report over {largest['window_size']:,} predictions in <= {TARGET_1M_S} s: "
         f"{largest['seconds']:.3f} s, {'met' if met else 'NOT met'}"
     )
     result = {

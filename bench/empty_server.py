@@ -1,4 +1,4 @@
-"""The ceiling of issue 6: a grpc.aio server answering Predict with a constant, doing no work.
+"""The ceiling for Predict: a grpc.aio server answering Predict with a constant, doing no work.
 
 It runs on uvloop like `python -m backend`, so the two differ only in the work done per call.
 

@@ -5,7 +5,7 @@ not compete for the cores):
   (a) baseline: a minimal FastAPI app with the joblib model in-process (bench/baseline_app.py);
   (b) ceiling:  an empty grpc.aio server answering Predict with a constant (bench/empty_server.py);
   (c) fruitstack: `python -m backend` in front of a real `bentoml serve`, plus a 1M-row PredictBatch;
-      the backend logs every prediction to a real nx-27017 (issue 12);
+      the backend logs every prediction to a real nx-27017;
   (d) fruitstack, log off: the same with PREDICTION_LOG_ENABLED=false, the reference for what
       logging costs on the prediction path.
 Each is driven by 1 and 32 closed-loop callers from this process, in interleaved rounds (medians
@@ -67,8 +67,8 @@ class RatioTarget:
 
 LOG_OFF = "fruitstack, log off"
 
-# Targets for Predict through the backend and the model service: issue 6 (against the references)
-# and issue 12 (logging every prediction against not logging).
+# Targets for Predict through the backend and the model service: against the references
+# (baseline and ceiling) and logging every prediction against not logging.
 RATIO_TARGETS = (
     RatioTarget("32 callers: req/s vs baseline", 32, "baseline", "throughput", 2.5, at_least=True),
     RatioTarget("32 callers: req/s vs empty server", 32, "ceiling", "throughput", 0.8, at_least=True),

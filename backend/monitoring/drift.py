@@ -93,12 +93,6 @@ class Summary:
             rows=rows,
         )
 
-    def to_json(self) -> dict[str, object]:
-        doc = self.to_doc()
-        sketches = doc["sketches"]
-        assert isinstance(sketches, dict)
-        return {**doc, "sketches": {name: base64.b64encode(raw).decode() for name, raw in sketches.items()}}
-
 
 @dataclass(frozen=True)
 class Histogram:

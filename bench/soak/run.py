@@ -44,7 +44,7 @@ from bench.soak.stack import SoakStack, soak_stack
 from scripts.processes import ROOT
 
 OUTPUT_DIR = ROOT / ".artifacts" / "soak"
-RATE_SHARE = 0.5  # of the measured maximum: issue 15's soak
+RATE_SHARE = 0.5  # of the measured maximum: loaded, not saturated
 WARMUP_SHARE, MIN_WARMUP_S = 0.2, 15.0
 MAX_WARMUP_S = 2.0  # unmeasured seconds before the maximum is measured
 LOG_TAIL_BYTES = 4 << 20

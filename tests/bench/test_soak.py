@@ -1,4 +1,4 @@
-"""A short soak in CI (issue 15): the run `nox -s soak` makes, for one minute, its bounds asserted.
+"""A short soak in CI: the run `nox -s soak` makes, for one minute, its bounds asserted.
 
 The stack is started once for the module (about a minute and a half on this 2-core machine: MLflow,
 training, `bentoml serve`, the backend) and soaked once; each test reads the one report.

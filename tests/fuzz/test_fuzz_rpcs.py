@@ -1,4 +1,4 @@
-"""Fuzzing (issue 15): every RPC of every fruitstack.v1 service, with requests drawn from its
+"""Fuzzing: every RPC of every fruitstack.v1 service, with requests drawn from its
 message descriptors, against a live backend in front of a real model service and MongoDB.
 
 Each method gets its own hypothesis run (a fixed number of examples, derandomized, no example

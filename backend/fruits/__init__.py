@@ -1,0 +1,1 @@
+"""Fruits: the small CRUD store (MongoDB `fruits` collection) and its gRPC service."""
