@@ -120,7 +120,9 @@ def tests(session: nox.Session) -> None:
     The fault suite (tests/faults) is its own session, `faults`, run after this one.
     """
     _install_dev(session)
-    session.run("pytest", *(session.posargs or ["--ignore=tests/faults"]), env=BENTO_ENV)
+    # The slowest tests and fixtures in every CI log: where the suite's time goes, run after run.
+    default = ["--ignore=tests/faults", "--durations=40"]
+    session.run("pytest", *(session.posargs or default), env=BENTO_ENV)
 
 
 @nox.session(python=PYTHON)
