@@ -179,6 +179,11 @@ def docs(session: nox.Session) -> None:
     Strict: a broken link or anchor, or a page missing from the nav, fails the build. The site goes
     to .artifacts/site (git-ignored).
     """
+    # The references are generated from the code at build time (scripts/docs_reference.py, an
+    # mkdocs hook): the settings classes import their services' packages, and protoc reads the
+    # comments of the .proto files, so the venv holds the dev lock and the codegen tools as well.
+    _install_dev(session)
+    session.install("-r", "proto/requirements-codegen.txt")
     session.install("-r", DOCS_LOCK)
     # Material for MkDocs prints its end-of-life notice on every build; docs/operations.md says it once.
     session.env["NO_MKDOCS_2_WARNING"] = "1"
