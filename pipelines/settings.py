@@ -82,8 +82,13 @@ class Settings(BaseSettings):
         description="Share of the feedback rows kept for evaluation (the same rows in every run).",
     )
     max_feedback_rows: int = Field(default=100_000, gt=0, description="Newest feedback rows read at most.")
-    gate_metric: str = "f1_macro"
-    gate_margin: float = Field(default=0.0, ge=0)
+    gate_metric: str = Field(
+        default="f1_macro",
+        description="The gate's metric, as `train.py --gate-metric` (f1_macro or accuracy).",
+    )
+    gate_margin: float = Field(
+        default=0.0, ge=0, description="The gate's margin, as `train.py --gate-margin`."
+    )
     params: dict[str, Any] = Field(
         default_factory=dict,
         description='LogisticRegression hyperparameters of the candidates, JSON: {"C": 0.5}.',
