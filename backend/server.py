@@ -116,7 +116,12 @@ class BackendServer:
         await self.health.enter_graceful_shutdown()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=CLOSE_STEP_S)
+            for task in stuck:  # named, so a job that ignores cancellation is found, not waited for
+                logger.warning(
+                    "shutdown: the background job %r did not stop within %.0fs", task.get_name(), CLOSE_STEP_S
+                )
         await self.grpc_server.stop(grace)
 
     async def wait_for_termination(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 (grpc's API)
@@ -373,11 +378,25 @@ async def open_backend(settings: Settings) -> AsyncIterator[Backend]:
                 yield Backend(server=server, port=port, mongo=mongo, services=services)
             finally:
                 await server.stop(0)  # a no-op when it was stopped (gracefully) already
-                await prediction_log.close()
-                await predictor.close()
+                await close_within("write the prediction log's held pages", prediction_log.close())
+                await close_within("finish the prediction batches in flight", predictor.close())
         finally:
-            await prefect.close()
-            await model_client.close()
+            await close_within("close Prefect's client", prefect.close())
+            await close_within("close the model service's client", model_client.close())
+
+
+# Each step of closing is bounded: a process asked to stop must stop (an orchestrator kills it after
+# its grace period anyway, losing the steps after the stuck one), so a step that outlasts this is
+# abandoned with a warning naming it and the next one runs.
+CLOSE_STEP_S = 15.0
+
+
+async def close_within(step: str, closing: Coroutine[Any, Any, None]) -> None:
+    try:
+        async with asyncio.timeout(CLOSE_STEP_S):
+            await closing
+    except TimeoutError:
+        logger.warning("shutdown: could not %s within %.0fs; going on without it", step, CLOSE_STEP_S)
 
 
 async def serve(settings: Settings) -> None:
